@@ -1,0 +1,1 @@
+"""CDN edge: caching reverse proxy; nameserver: the authoritative DNS that picks edges."""

@@ -1,0 +1,1 @@
+"""Authoritative DNS server, edge-selection policies and health checks."""

@@ -1,0 +1,1 @@
+"""Origin: media library, ffmpeg packaging, torrents for published media, origin HTTP server."""

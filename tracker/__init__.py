@@ -1,0 +1,1 @@
+"""BitTorrent tracker: HTTP announce and scrape."""
