@@ -33,11 +33,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import fastbencode
-
 from seedcast.errors import RemoteProtocolError, UsageError
 from seedcast.units import KiB, MiB
 
-MAX_METAINFO_SIZE = 16 * MiB
+MAX_METAINFO_SIZE: int = 16 * MiB
 """Largest .torrent we parse; real ones are kilobytes to a few megabytes."""
 MAX_NESTING = 32
 """Deepest bencode nesting accepted (a metainfo needs 5)."""
@@ -48,13 +47,13 @@ MAX_PATH_DEPTH = 64
 MAX_COMPONENT_BYTES = 255
 MAX_FILE_LENGTH = 1 << 48
 """256 TiB: larger lengths are hostile, not ambitious."""
-MIN_PIECE_LENGTH = 16 * KiB
-MAX_PIECE_LENGTH = 64 * MiB
+MIN_PIECE_LENGTH: int = 16 * KiB
+MAX_PIECE_LENGTH: int = 64 * MiB
 """Parsing accepts powers of two in this range; creating chooses 16 KiB..1 MiB."""
-MAX_CREATED_PIECE_LENGTH = 1 * MiB
+MAX_CREATED_PIECE_LENGTH: int = 1 * MiB
 HASH_LENGTH = 20
 PADDING_DIR = ".pad"
-_READ_CHUNK = 1 * MiB
+_READ_CHUNK: int = 1 * MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +108,7 @@ class Metainfo:
             raise _bad("empty file")
         _check_structure(data)
         try:
-            root = fastbencode.bdecode(data)
+            root = fastbencode.bdecode(data)  # type: ignore[attr-defined]
         except Exception as error:  # the library's errors vary by type; all mean "bad bencode"
             raise _bad(f"not valid bencode: {error}") from None
         if not isinstance(root, dict):
@@ -118,7 +117,7 @@ class Metainfo:
         if not isinstance(info, dict):
             raise _bad("missing or non-dictionary 'info'")
         try:
-            canonical_info = fastbencode.bencode(info)
+            canonical_info = fastbencode.bencode(info)  # type: ignore[attr-defined]
         except Exception as error:  # pragma: no cover - decoded values always re-encode
             raise _bad(f"info does not re-encode: {error}") from None
         if canonical_info not in data:
@@ -427,11 +426,10 @@ def create_torrent(
     entries: list[tuple[tuple[str, ...], Path, int]] = []
     seen: set[tuple[str, ...]] = set()
     for relative in files:
-        parts = tuple(PurePosixPath(relative).parts)
-        if PurePosixPath(relative).is_absolute() or not parts or ".." in parts or "." in parts:
-            raise UsageError(f"file path {relative!r} is not a plain path relative to {root}")
+        parts = tuple(relative.split("/"))
         for part in parts:
-            _check_created_name(part)
+            if part in ("", ".", "..") or "\\" in part or "\0" in part:
+                raise UsageError(f"file path {relative!r} is not a plain path relative to {root}")
         if parts in seen:
             raise UsageError(f"file {relative!r} is listed twice")
         seen.add(parts)
@@ -507,7 +505,7 @@ def _encode(info: dict[bytes, Any], announce: str) -> bytes:
     top: dict[bytes, Any] = {b"created by": b"Seedcast", b"info": info}
     if announce:
         top[b"announce"] = announce.encode()
-    return bytes(fastbencode.bencode(top))
+    return bytes(fastbencode.bencode(top))  # type: ignore[attr-defined]
 
 
 def _check_created_name(name: str) -> None:

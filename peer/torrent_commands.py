@@ -169,7 +169,7 @@ def _show(path: Path) -> int:
 
     table = Table(title=f"{len(metainfo.files)} files", title_justify="left")
     table.add_column("#", justify="right")
-    table.add_column("path")
+    table.add_column("path", overflow="fold")
     table.add_column("size", justify="right")
     table.add_column("bytes", justify="right")
     table.add_column("pieces", justify="right")

@@ -78,7 +78,7 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--config",
         metavar="FILE",
         default=default,
-        help="cluster.toml (default: the built-in cluster)",
+        help="cluster.toml (default: $SEEDCAST_CONFIG, else the built-in cluster)",
     )
     group.add_argument(
         "--data",
@@ -155,7 +155,10 @@ def resolve_config(args: argparse.Namespace) -> ClusterConfig:
     """The config named by --config (or the built-in one), with --data applied."""
     import dataclasses
 
-    config = load_config(args.config)
+    import os
+
+    # Containers name their config in the environment (compose, Kubernetes).
+    config = load_config(args.config or os.environ.get("SEEDCAST_CONFIG") or None)
     if args.data:
         config = dataclasses.replace(
             config, cluster=dataclasses.replace(config.cluster, data_dir=str(Path(args.data)))

@@ -92,6 +92,8 @@ class OriginConfig:
     sample_seconds: float = 30.0
     manifest_max_age: float = _duration("2s")
     segment_max_age: float = _duration(31536000)
+    dashjs: str = ""
+    """dash.all.min.js (or the dashjs npm package folder); empty = ./node_modules/dashjs."""
 
     @property
     def url(self) -> str:
@@ -103,6 +105,9 @@ class EdgeConfig:
     name: str
     region: str
     listen: str = _address("127.0.20.1:8080", 8080)
+    public_url: str = ""
+    """URL the DNS answers with and health-checks (host: an address, or a name such as a
+    Kubernetes Service, resolved at probe time); empty = http://<listen>."""
     parent: str = ""
     """Parent edge URL for tiered caching; empty = fetch from the origin."""
     cache_memory: int = _size("256MiB")
@@ -116,6 +121,12 @@ class EdgeConfig:
     """Token for purge requests; empty = purge only through the control channel."""
     upload: float = _rate(0)
     """Egress cap in bytes/s; 0 = unlimited."""
+    eviction: str = "s3-fifo"
+    """Cache eviction policy: s3-fifo | lru (``seedcast bench edge`` compares them)."""
+
+    @property
+    def url(self) -> str:
+        return self.public_url or f"http://{self.listen}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +153,9 @@ class SteeredName:
 class DnsConfig:
     listen: str = _address("127.0.53.1:5353", 5353)
     metrics_listen: str = _address("127.0.53.1:9153", 9153)
+    public_address: str = ""
+    """host:port players and agents send queries to (a name is resolved by the system
+    resolver, e.g. a Kubernetes Service); empty = listen."""
     ttl: int = 20
     policy: str = "geo"
     zones: tuple[ZoneConfig, ...] = (
@@ -161,19 +175,54 @@ class DnsConfig:
     """What to answer when every edge is down: origin | all-edges | servfail."""
     rate_limit: float = 0.0
     """Responses per second per client /24 prefix; 0 = off."""
+    rate_limit_slip: int = 2
+    """Every Nth rate-limited UDP response is sent truncated (TC) instead of dropped; 0 = drop all."""
+    rate_limit_clients: int = 10000
+    """Most client prefixes the rate limiter remembers (least recently seen are forgotten)."""
+    health_window: int = 3
+    """Health probes remembered per edge."""
+    health_threshold: int = 2
+    """Failures (or successes) within the window that take an edge down (or back up)."""
+    health_path: str = "/healthz"
+    udp_payload: int = 1232
+    """Largest UDP response we send to EDNS clients (without EDNS: 512)."""
+    tcp_idle_timeout: float = _duration("10s")
+    tcp_max_connections: int = 256
+    answer_cache: int = 10000
+    """Rendered answers kept for reuse (ID and question case are patched per query)."""
+
+    @property
+    def server(self) -> str:
+        """host:port to send queries to: public_address, else listen."""
+        return self.public_address or self.listen
 
 
 @dataclass(frozen=True, slots=True)
 class TrackerConfig:
     listen: str = _address("127.0.30.1:6969", 6969)
+    public_url: str = ""
+    """URL peers announce to (put in published torrents); empty = http://<listen>."""
     interval: float = _duration("30s")
     min_interval: float = _duration("5s")
     allowlist: tuple[str, ...] = ()
     """Hex info hashes allowed; empty = any torrent (public mode)."""
+    interval_jitter: float = 0.1
+    """Announce intervals are spread by +-this fraction so clients don't announce in step."""
+    peer_grace: float = _duration("30s")
+    """A peer expires after missing announces for interval (+jitter) + this."""
+    numwant_default: int = 50
+    numwant_max: int = 200
+    max_peers_per_torrent: int = 5000
+    max_peers: int = 200_000
+    max_torrents: int = 20_000
+    trust_ip_param: bool = False
+    """Honour the announce ``ip`` parameter from any client (otherwise loopback clients only)."""
+    udp: bool = True
+    """Also answer BEP 15 UDP announces on the same host:port."""
 
     @property
     def announce_url(self) -> str:
-        return f"http://{self.listen}/announce"
+        return f"{self.public_url or f'http://{self.listen}'}/announce"
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +252,7 @@ class PrometheusConfig:
     enabled: bool = False
     listen: str = _address("127.0.0.1:9090", 9090)
     binary: str = "prometheus"
+    scrape_interval: float = _duration("5s")
 
 
 @dataclass(frozen=True, slots=True)

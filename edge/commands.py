@@ -1,0 +1,108 @@
+"""``seedcast edge``: run one CDN edge cache in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+
+from seedcast.config import ClusterConfig
+from seedcast.edge.eviction import POLICIES
+from seedcast.edge.proxy import Edge
+from seedcast.edge.server import EdgeOptions, serve
+from seedcast.errors import UsageError
+from seedcast.http11 import HttpServer
+from seedcast.units import parse_size
+
+
+def _disk_option(text: str) -> tuple[str, int]:
+    directory, sep, size = text.rpartition(":")
+    if not sep or not directory:
+        raise argparse.ArgumentTypeError(f"expected DIR:BYTES (e.g. /var/cache/edge:2GiB), got {text!r}")
+    try:
+        return directory, parse_size(size)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _size_option(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def configure_edge(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default=None, help="edge name from the config (default: the first edge, else 'edge')")
+    parser.add_argument("--origin", metavar="URL", default=None, help="origin URL (default: the config's origin)")
+    parser.add_argument("--listen", metavar="HOST:PORT", default=None, help="address to serve on (default: from the config)")
+    parser.add_argument("--parent", metavar="URL", default=None, help="parent edge to fetch from instead of the origin (tiered caching)")
+    parser.add_argument("--cache-memory", metavar="BYTES", type=_size_option, default=None, help="memory tier budget, e.g. 256MiB")
+    parser.add_argument("--cache-disk", metavar="DIR:BYTES", type=_disk_option, default=None, help="disk tier folder and budget, e.g. /tmp/edge:2GiB (survives restarts)")
+    parser.add_argument("--prefetch-next", action="store_true", default=None, help="prefetch segment N+1 when segment N is requested")
+    parser.add_argument("--eviction", choices=POLICIES, default=None, help="eviction policy (default: from the config, s3-fifo)")  # fmt: skip
+
+
+def run_edge(args: argparse.Namespace, config: ClusterConfig) -> int:
+    from seedcast.roles import run_role
+
+    name = args.name or (config.edges[0].name if config.edges else "edge")
+    disk_dir, disk_size = args.cache_disk if args.cache_disk else (None, None)
+    if args.listen is not None:
+        try:
+            from seedcast.units import parse_host_port
+
+            parse_host_port(args.listen)
+        except ValueError as error:
+            raise UsageError(f"--listen: {error}") from None
+    options = EdgeOptions(
+        origin=args.origin,
+        listen=args.listen,
+        parent=args.parent,
+        cache_memory=args.cache_memory,
+        cache_disk_dir=disk_dir,
+        cache_disk=disk_size,
+        prefetch_next=args.prefetch_next,
+        eviction=args.eviction,
+    )
+    running: dict[str, Any] = {}
+
+    def on_ready(edge: Edge, server: HttpServer) -> None:
+        running["edge"] = edge
+        running["server"] = server
+
+    async def serve_edge(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await serve(config, name, options=options, on_ready=on_ready, task_status=task_status)
+
+    async def purge(message: Mapping[str, Any]) -> Mapping[str, Any]:
+        edge: Edge | None = running.get("edge")
+        if edge is None:
+            return {"purged": 0}
+        fields = {key: message[key] for key in ("id", "prefix") if key in message}
+        return {"purged": edge.purge_message(fields)}
+
+    async def drain(message: Mapping[str, Any]) -> Mapping[str, Any]:
+        edge: Edge | None = running.get("edge")
+        server: HttpServer | None = running.get("server")
+        if edge is None or server is None:
+            return {"drained": False}
+        edge.draining = True
+        server.shutdown()
+        await server.wait_stopped()
+        return {"drained": True}
+
+    def statistics() -> Mapping[str, Any]:
+        edge: Edge | None = running.get("edge")
+        return edge.statistics() if edge is not None else {}
+
+    return run_role(
+        role="edge",
+        name=name,
+        config=config,
+        serve=serve_edge,
+        control_handlers={"purge": purge, "drain": drain},
+        statistics=statistics,
+        debug=bool(getattr(args, "debug", False)),
+    )

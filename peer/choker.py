@@ -1,0 +1,152 @@
+"""Sans-IO choker: who we upload to (BitTorrent's tit-for-tat).
+
+How it works. The shell calls :meth:`Choker.decide` often (every second, and
+whenever a peer becomes interested or leaves) with a snapshot of the
+connected peers and gets back the set to keep unchoked.
+
+* Every ``interval`` (10 s) the regular slots are recomputed: the
+  ``regular_slots`` (4) interested peers that give us the best download rate
+  (when seeding: to whom we upload fastest), ties broken at random.
+  Peers that snub us (interested in them, nothing received for a minute)
+  are left out of regular slots: anti-snubbing.
+* Between rounds, a slot freed by a peer that left or lost interest is filled
+  at once with the next best candidate, so upload capacity never idles for
+  10 seconds.
+* One optimistic unchoke (plus one more per snubbing peer, up to the number
+  of regular slots) rotates every ``optimistic_interval`` (30 s) to a random
+  choked interested peer; peers connected for less than ``new_peer_seconds``
+  are ``new_peer_weight`` (3) times as likely, since they have nothing to
+  trade yet.
+
+Time is ``now``; randomness comes from the ``random.Random`` given.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["ChokeDecision", "Choker", "ChokerPeer", "is_snubbed"]
+
+SNUB_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChokerPeer:
+    key: Hashable
+    interested: bool
+    """The peer is interested in what we have."""
+    download_rate: float
+    """Bytes/s the peer sends us (recent average)."""
+    upload_rate: float
+    """Bytes/s we send the peer (recent average)."""
+    connected_at: float
+    snubbed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChokeDecision:
+    unchoked: frozenset[Hashable]
+    """Every peer that should be unchoked now (regular and optimistic)."""
+    optimistic: frozenset[Hashable]
+
+
+def is_snubbed(now: float, interested_since: float | None, last_block_at: float | None) -> bool:
+    """We want data from a peer and got none from it for a minute."""
+    if interested_since is None:
+        return False
+    since = max(interested_since, last_block_at or interested_since)
+    return now - since > SNUB_SECONDS
+
+
+class Choker:
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        regular_slots: int = 4,
+        optimistic_slots: int = 1,
+        interval: float = 10.0,
+        optimistic_interval: float = 30.0,
+        new_peer_seconds: float = 60.0,
+        new_peer_weight: float = 3.0,
+    ) -> None:
+        self._rng = rng
+        self.regular_slots = regular_slots
+        self.optimistic_slots = optimistic_slots
+        self.interval = interval
+        self.optimistic_interval = optimistic_interval
+        self.new_peer_seconds = new_peer_seconds
+        self.new_peer_weight = new_peer_weight
+        self._regular: list[Hashable] = []
+        self._optimistic: list[Hashable] = []
+        self._next_round: float | None = None
+        self._next_optimistic: float | None = None
+
+    def decide(self, now: float, peers: Sequence[ChokerPeer], *, seeding: bool) -> ChokeDecision:
+        by_key = {peer.key: peer for peer in peers}
+        interested = {peer.key for peer in peers if peer.interested}
+        self._regular = [key for key in self._regular if key in interested]
+        self._optimistic = [key for key in self._optimistic if key in interested]
+
+        def rate(peer: ChokerPeer) -> float:
+            return peer.upload_rate if seeding else peer.download_rate
+
+        candidates = [peer for peer in peers if peer.interested and (seeding or not peer.snubbed)]
+        # Random tie break: shuffle, then a stable sort by rate.
+        self._rng.shuffle(candidates)
+        candidates.sort(key=rate, reverse=True)
+
+        if self._next_round is None or now >= self._next_round:
+            self._regular = [peer.key for peer in candidates[: self.regular_slots]]
+            self._next_round = now + self.interval
+            self._optimistic = [key for key in self._optimistic if key not in self._regular]
+        elif len(self._regular) < self.regular_slots:
+            for peer in candidates:
+                if len(self._regular) >= self.regular_slots:
+                    break
+                if peer.key not in self._regular and peer.key not in self._optimistic:
+                    self._regular.append(peer.key)
+
+        snubbing = 0 if seeding else sum(1 for key in interested if by_key[key].snubbed)
+        slots = self.optimistic_slots + min(snubbing, self.regular_slots)
+        rotate = self._next_optimistic is None or now >= self._next_optimistic
+        if rotate:
+            previous = set(self._optimistic)
+            self._optimistic = []
+            self._next_optimistic = now + self.optimistic_interval
+        else:
+            previous = set()
+            self._optimistic = self._optimistic[:slots]
+        while len(self._optimistic) < slots:
+            choice = self._pick_optimistic(now, peers, exclude=previous)
+            if choice is None and previous:
+                previous = set()  # only the previous one is left: keep it
+                continue
+            if choice is None:
+                break
+            self._optimistic.append(choice)
+        return ChokeDecision(
+            unchoked=frozenset(self._regular) | frozenset(self._optimistic),
+            optimistic=frozenset(self._optimistic),
+        )
+
+    def _pick_optimistic(
+        self, now: float, peers: Sequence[ChokerPeer], *, exclude: set[Hashable]
+    ) -> Hashable | None:
+        pool = [
+            peer
+            for peer in peers
+            if peer.interested
+            and peer.key not in self._regular
+            and peer.key not in self._optimistic
+            and peer.key not in exclude
+        ]
+        if not pool:
+            return None
+        weights = [
+            self.new_peer_weight if now - peer.connected_at < self.new_peer_seconds else 1.0
+            for peer in pool
+        ]
+        return self._rng.choices(pool, weights=weights)[0].key

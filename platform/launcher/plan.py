@@ -1,0 +1,293 @@
+"""Which processes a cluster has, and the command line that starts each one.
+
+:func:`plan_cluster` turns a resolved config into :class:`ProcessSpec` rows:
+origin, dns, tracker, the edges, one seeding peer and the viewers (peers
+started with ``--agent``), plus Prometheus when asked. A role whose command
+is not built yet (``seedcast.cli._load_runner`` finds no ``run_<role>``) is
+skipped with a note, so ``up`` works with whatever exists. Options are only
+passed when the role's parser declares them (we ask its ``configure_<role>``),
+so a role that lacks, say, ``--listen`` still starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from seedcast.config import ClusterConfig
+from seedcast.units import parse_host_port
+
+
+class Tier(enum.IntEnum):
+    """Start order is irrelevant (all start at once); stop order is reversed tiers."""
+
+    CORE = 0  # origin, tracker, prometheus
+    NAMES = 1  # dns
+    EDGES = 2
+    PEERS = 3  # seeding peer and viewers
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    role: str
+    """origin | edge | dns | tracker | peer | viewer | prometheus (and test roles)."""
+    name: str
+    argv: tuple[str, ...]
+    address: str
+    """Main service address as configured (the child reports the bound one)."""
+    metrics: str | None = None
+    """Where /metrics is expected when it is not the main address."""
+    tier: Tier = Tier.CORE
+    controlled: bool = True
+    """Speaks the control channel (our roles); False: readiness from a log line."""
+    ready_line: str = ""
+    """For uncontrolled children: the log line that means ready."""
+    region: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterPlan:
+    processes: tuple[ProcessSpec, ...]
+    skipped: tuple[str, ...] = ()
+    """One line per role that is not started, and why."""
+    notes: tuple[str, ...] = field(default=())
+
+
+def python_command() -> list[str]:
+    return [sys.executable, "-m", "seedcast"]
+
+
+def role_options(command: str) -> set[str] | None:
+    """The option strings ``seedcast <command>`` accepts; None if it is not built."""
+    from seedcast.cli import _load_runner
+
+    try:
+        loaded = _load_runner(command)
+    except Exception:  # a half-written module must not stop the launcher
+        return None
+    if loaded is None:
+        return None
+    configure, _ = loaded
+    parser = argparse.ArgumentParser(prog=f"seedcast {command}", add_help=False)
+    try:
+        configure(parser)
+    except Exception:
+        return None
+    return set(parser._option_string_actions)
+
+
+def _role_argv(
+    command: str,
+    options: set[str],
+    config_file: Path,
+    name: str,
+    listen: str,
+    extra: Sequence[tuple[str, str | None]] = (),
+) -> tuple[str, ...]:
+    argv = [*python_command(), command, "--config", str(config_file)]
+    if "--name" in options:
+        argv += ["--name", name]
+    if "--listen" in options:
+        argv += ["--listen", listen]
+    for option, value in extra:
+        if option in options:
+            argv += [option] if value is None else [option, value]
+    return tuple(argv)
+
+
+def plan_cluster(
+    config: ClusterConfig,
+    config_file: Path,
+    *,
+    prometheus: bool = False,
+) -> ClusterPlan:
+    """The processes of ``config`` (edges and viewer counts already applied)."""
+    processes: list[ProcessSpec] = []
+    skipped: list[str] = []
+    available: dict[str, set[str] | None] = {}
+
+    def options(command: str) -> set[str] | None:
+        if command not in available:
+            available[command] = role_options(command)
+        return available[command]
+
+    def skip(what: str, why: str) -> None:
+        skipped.append(f"{what}: skipped ({why})")
+
+    origin_options = options("origin")
+    if origin_options is None:
+        skip("origin", "seedcast origin is not built yet")
+    else:
+        processes.append(
+            ProcessSpec(
+                "origin",
+                "origin",
+                _role_argv("origin", origin_options, config_file, "origin", config.origin.listen),
+                config.origin.listen,
+                tier=Tier.CORE,
+            )
+        )
+    tracker_options = options("tracker")
+    if tracker_options is None:
+        skip("tracker", "seedcast tracker is not built yet")
+    else:
+        processes.append(
+            ProcessSpec(
+                "tracker",
+                "tracker",
+                _role_argv(
+                    "tracker", tracker_options, config_file, "tracker", config.tracker.listen
+                ),
+                config.tracker.listen,
+                tier=Tier.CORE,
+            )
+        )
+    dns_options = options("dns")
+    if dns_options is None:
+        skip("dns", "seedcast dns is not built yet")
+    else:
+        processes.append(
+            ProcessSpec(
+                "dns",
+                "dns",
+                _role_argv(
+                    "dns",
+                    dns_options,
+                    config_file,
+                    "dns",
+                    config.dns.listen,
+                    [("--metrics-listen", config.dns.metrics_listen)],
+                ),
+                config.dns.listen,
+                metrics=config.dns.metrics_listen,
+                tier=Tier.NAMES,
+            )
+        )
+    edge_options = options("edge")
+    if edge_options is None:
+        if config.edges:
+            skip(f"{len(config.edges)} edge(s)", "seedcast edge is not built yet")
+    else:
+        for edge in config.edges:
+            processes.append(
+                ProcessSpec(
+                    "edge",
+                    edge.name,
+                    _role_argv("edge", edge_options, config_file, edge.name, edge.listen),
+                    edge.listen,
+                    tier=Tier.EDGES,
+                    region=edge.region,
+                )
+            )
+    peer_options = options("peer")
+    viewers = config.peers.count
+    if peer_options is None:
+        skip("seeding peer and viewers", "seedcast peer is not built yet")
+    else:
+        processes.append(_peer_spec(config, config_file, peer_options, 1, "seed", "peer"))
+        if viewers and "--agent" not in peer_options:
+            skip(f"{viewers} viewer(s)", "seedcast peer has no --agent yet")
+        elif viewers:
+            regions = config.peers.regions or tuple(region.name for region in config.regions)
+            for index in range(1, viewers + 1):
+                region = regions[(index - 1) % len(regions)] if regions else ""
+                processes.append(
+                    _peer_spec(
+                        config,
+                        config_file,
+                        peer_options,
+                        index + 1,
+                        f"viewer-{index}",
+                        "viewer",
+                        region=region,
+                    )
+                )
+    if prometheus:
+        spec, why = prometheus_spec(config)
+        if spec is None:
+            skip("prometheus", why)
+        else:
+            processes.append(spec)
+    return ClusterPlan(tuple(processes), tuple(skipped))
+
+
+def _peer_spec(
+    config: ClusterConfig,
+    config_file: Path,
+    peer_options: set[str],
+    index: int,
+    name: str,
+    role: str,
+    *,
+    region: str = "",
+) -> ProcessSpec:
+    host = config.peers.peer_address(index)
+    listen = f"{host}:{config.peers.port}"
+    agent = f"{host}:{config.peers.agent_port}"
+    extra: list[tuple[str, str | None]] = []
+    if role == "viewer":
+        extra += [("--agent", None), ("--agent-listen", agent)]
+        if region:
+            extra.append(("--region", region))
+    else:
+        extra.append(("--seed", config.origin.sample_id))
+    return ProcessSpec(
+        role,
+        name,
+        _role_argv("peer", peer_options, config_file, name, listen, extra),
+        agent if role == "viewer" else listen,
+        metrics=agent,
+        tier=Tier.PEERS,
+        region=region,
+    )
+
+
+PROMETHEUS_READY_LINE = "Server is ready to receive web requests"
+
+
+def prometheus_binary(config: ClusterConfig) -> str | None:
+    binary = config.prometheus.binary
+    return shutil.which(binary) or (binary if Path(binary).is_file() else None)
+
+
+def prometheus_spec(config: ClusterConfig) -> tuple[ProcessSpec | None, str]:
+    binary = prometheus_binary(config)
+    if binary is None:
+        return None, (
+            f"the {config.prometheus.binary!r} binary is not installed; "
+            "on Debian: apt-get install prometheus"
+        )
+    run_dir = config.run_dir
+    home = run_dir / "prometheus"
+    argv = (
+        sys.executable,
+        "-m",
+        "seedcast.launcher._exec",
+        binary,
+        f"--config.file={home / 'prometheus.yml'}",
+        f"--storage.tsdb.path={home / 'data'}",
+        f"--web.listen-address={config.prometheus.listen}",
+        "--storage.tsdb.retention.time=1d",
+        "--log.level=info",
+    )
+    return (
+        ProcessSpec(
+            "prometheus",
+            "prometheus",
+            argv,
+            config.prometheus.listen,
+            tier=Tier.CORE,
+            controlled=False,
+            ready_line=PROMETHEUS_READY_LINE,
+        ),
+        "",
+    )
+
+
+def host_of(address: str) -> str:
+    return parse_host_port(address)[0]
