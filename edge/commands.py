@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import trio
-
 from seedcast.config import ClusterConfig
 from seedcast.edge.eviction import POLICIES
 from seedcast.edge.proxy import Edge
@@ -20,7 +19,9 @@ from seedcast.units import parse_size
 def _disk_option(text: str) -> tuple[str, int]:
     directory, sep, size = text.rpartition(":")
     if not sep or not directory:
-        raise argparse.ArgumentTypeError(f"expected DIR:BYTES (e.g. /var/cache/edge:2GiB), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected DIR:BYTES (e.g. /var/cache/edge:2GiB), got {text!r}"
+        )
     try:
         return directory, parse_size(size)
     except ValueError as error:
@@ -35,14 +36,83 @@ def _size_option(text: str) -> int:
 
 
 def configure_edge(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", default=None, help="edge name from the config (default: the first edge, else 'edge')")
-    parser.add_argument("--origin", metavar="URL", default=None, help="origin URL (default: the config's origin)")
-    parser.add_argument("--listen", metavar="HOST:PORT", default=None, help="address to serve on (default: from the config)")
-    parser.add_argument("--parent", metavar="URL", default=None, help="parent edge to fetch from instead of the origin (tiered caching)")
-    parser.add_argument("--cache-memory", metavar="BYTES", type=_size_option, default=None, help="memory tier budget, e.g. 256MiB")
-    parser.add_argument("--cache-disk", metavar="DIR:BYTES", type=_disk_option, default=None, help="disk tier folder and budget, e.g. /tmp/edge:2GiB (survives restarts)")
-    parser.add_argument("--prefetch-next", action="store_true", default=None, help="prefetch segment N+1 when segment N is requested")
-    parser.add_argument("--eviction", choices=POLICIES, default=None, help="eviction policy (default: from the config, s3-fifo)")  # fmt: skip
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="edge name from the config (default: the first edge, else 'edge')",
+    )
+    parser.add_argument(
+        "--origin", metavar="URL", default=None, help="origin URL (default: the config's origin)"
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        default=None,
+        help="address to serve on (default: from the config)",
+    )
+    parser.add_argument(
+        "--parent",
+        metavar="URL",
+        default=None,
+        help="parent edge to fetch from instead of the origin (tiered caching)",
+    )
+    parser.add_argument(
+        "--cache-memory",
+        metavar="BYTES",
+        type=_size_option,
+        default=None,
+        help="memory tier budget, e.g. 256MiB",
+    )
+    parser.add_argument(
+        "--cache-disk",
+        metavar="DIR:BYTES",
+        type=_disk_option,
+        default=None,
+        help="disk tier folder and budget, e.g. /tmp/edge:2GiB (survives restarts)",
+    )
+    parser.add_argument(
+        "--prefetch-next",
+        action="store_true",
+        default=None,
+        help="prefetch segment N+1 when segment N is requested",
+    )
+    parser.add_argument(
+        "--eviction",
+        choices=POLICIES,
+        default=None,
+        help="eviction policy (default: from the config, s3-fifo)",
+    )
+
+
+class EdgeRole:
+    """The control-channel side of a running edge: purge, drain, statistics."""
+
+    def __init__(self) -> None:
+        self.edge: Edge | None = None
+        self.server: HttpServer | None = None
+
+    def on_ready(self, edge: Edge, server: HttpServer) -> None:
+        self.edge = edge
+        self.server = server
+
+    async def purge(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``{"prefix": "/sample/"}`` or ``{"id": "sample"}`` -> ``{"purged": n}``."""
+        if self.edge is None:
+            return {"purged": 0}
+        fields = {key: message[key] for key in ("id", "prefix") if key in message}
+        return {"purged": self.edge.purge_message(fields)}
+
+    async def drain(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Report unhealthy (so the DNS moves viewers away), finish in-flight requests, stop."""
+        if self.edge is None or self.server is None:
+            return {"drained": False}
+        self.edge.draining = True
+        self.server.shutdown()
+        await self.server.wait_stopped()
+        return {"drained": True}
+
+    def statistics(self) -> Mapping[str, Any]:
+        return self.edge.statistics() if self.edge is not None else {}
 
 
 def run_edge(args: argparse.Namespace, config: ClusterConfig) -> int:
@@ -67,42 +137,17 @@ def run_edge(args: argparse.Namespace, config: ClusterConfig) -> int:
         prefetch_next=args.prefetch_next,
         eviction=args.eviction,
     )
-    running: dict[str, Any] = {}
-
-    def on_ready(edge: Edge, server: HttpServer) -> None:
-        running["edge"] = edge
-        running["server"] = server
+    role = EdgeRole()
 
     async def serve_edge(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        await serve(config, name, options=options, on_ready=on_ready, task_status=task_status)
-
-    async def purge(message: Mapping[str, Any]) -> Mapping[str, Any]:
-        edge: Edge | None = running.get("edge")
-        if edge is None:
-            return {"purged": 0}
-        fields = {key: message[key] for key in ("id", "prefix") if key in message}
-        return {"purged": edge.purge_message(fields)}
-
-    async def drain(message: Mapping[str, Any]) -> Mapping[str, Any]:
-        edge: Edge | None = running.get("edge")
-        server: HttpServer | None = running.get("server")
-        if edge is None or server is None:
-            return {"drained": False}
-        edge.draining = True
-        server.shutdown()
-        await server.wait_stopped()
-        return {"drained": True}
-
-    def statistics() -> Mapping[str, Any]:
-        edge: Edge | None = running.get("edge")
-        return edge.statistics() if edge is not None else {}
+        await serve(config, name, options=options, on_ready=role.on_ready, task_status=task_status)
 
     return run_role(
         role="edge",
         name=name,
         config=config,
         serve=serve_edge,
-        control_handlers={"purge": purge, "drain": drain},
-        statistics=statistics,
+        control_handlers={"purge": role.purge, "drain": role.drain},
+        statistics=role.statistics,
         debug=bool(getattr(args, "debug", False)),
     )

@@ -33,6 +33,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack
@@ -43,6 +44,8 @@ from urllib.parse import urlsplit
 
 import trio
 from seedcast.edge.caching import (
+    DEFAULT_REQUEST,
+    DELTA_SECONDS_MAX,
     Action,
     HeaderPairs,
     Storability,
@@ -80,20 +83,18 @@ from seedcast.errors import (
     RemoteProtocolError,
     TransportError,
 )
-from seedcast.http11 import FileBody, Headers, Request, Response
-
-try:
-    from seedcast.http11 import HttpClient
-except ImportError:  # pragma: no cover - until seedcast.http11 re-exports its client
-    from seedcast.http11._client import HttpClient
+from seedcast.http11 import FileBody, Headers, HttpClient, Request, Response
 from seedcast.ratelimit import TokenBucket
-from seedcast.units import KiB
+from seedcast.units import KiB, MiB
 
 log = logging.getLogger("seedcast.edge")
 
 PURGE_PATH = "/_seedcast/purge"
 HEALTH_PATH = "/healthz"
 STREAM_CHUNK = 64 * KiB
+PREFETCH_RETRY_SECONDS = 10.0
+LOAD_BYTES_UNIT = float(MiB)
+PREFETCH_FAILURES_KEPT = 1024
 
 #: Request fields never sent upstream: hop-by-hop, framing, and the ones the
 #: edge answers itself (conditionals and ranges apply to the viewer's copy).
@@ -111,6 +112,18 @@ _NOT_FORWARDED = frozenset(
         "x-forwarded-for",
         "x-forwarded-host",
         "x-forwarded-proto",
+    }
+)
+#: Request fields that make a request more than a plain GET for the cache.
+_CACHING_FIELDS = frozenset(
+    {
+        "cache-control",
+        "pragma",
+        "authorization",
+        "range",
+        "if-none-match",
+        "if-modified-since",
+        "if-range",
     }
 )
 #: Response fields the edge computes per response instead of storing them.
@@ -190,6 +203,8 @@ class Fill:
         self.error_status = 502
         self.error_message = ""
         self.chunks: list[bytes] = []
+        self.lengths: list[int] = []
+        self.single_reader = False
         self.received = 0
         self.done = False
         self.interrupted = False
@@ -219,6 +234,7 @@ class Fill:
 
     def append(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
+        self.lengths.append(len(chunk))
         self.received += len(chunk)
         self._wake()
 
@@ -232,24 +248,32 @@ class Fill:
 
     # -- consumer side -------------------------------------------------------------
     async def stream(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """The body bytes ``[start, end)`` as they arrive; raises BodyInterrupted on failure."""
+        """The body bytes ``[start, end)`` as they arrive; raises BodyInterrupted on failure.
+
+        A fill with a single reader (``single_reader``: nothing stores or shares
+        it) drops each chunk once read, so a pass-through body is never held whole.
+        """
         position = start
         index = 0
         chunk_start = 0
+        chunks = self.chunks
+        lengths = self.lengths
         while end is None or position < end:
-            if index < len(self.chunks):
-                chunk = self.chunks[index]
-                chunk_end = chunk_start + len(chunk)
+            if index < len(lengths):
+                chunk_end = chunk_start + lengths[index]
                 if position >= chunk_end:
                     index += 1
                     chunk_start = chunk_end
                     continue
+                chunk = chunks[index]
                 stop = chunk_end if end is None else min(chunk_end, end)
                 if position == chunk_start and stop == chunk_end:
                     yield chunk
                 else:
                     yield chunk[position - chunk_start : stop - chunk_start]
                 position = stop
+                if self.single_reader and stop == chunk_end:
+                    chunks[index] = b""
                 continue
             if self.interrupted:
                 raise BodyInterrupted(f"upstream broke off after {self.received} bytes")
@@ -294,6 +318,9 @@ class Edge:
         self._served_by = settings.name
         self._via = f"1.1 {settings.name}"
         self._base = settings.upstream_base
+        self._accepted_hosts: set[str] = set()
+        self._prefetch_failures: dict[str, float] = {}
+        self._last_failure_log = -math.inf
 
     # -- lifecycle ------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -315,43 +342,61 @@ class Edge:
             return self._health()
         if path == PURGE_PATH:
             return await self._admin_purge(request)
-        headers = request.headers
-        refusal = check_request(
-            request.method,
-            request.target,
-            request.version,
-            headers.get_all("host"),
-            self.settings.hosts,
-        )
-        if refusal is not None:
-            self.counters.refused_requests += 1
-            extra = [("Allow", "GET, HEAD")] if refusal.status == 405 else []
-            return self._local(refusal.status, refusal.reason, extra)
-        via = headers.get("via")
+        pairs = request.headers.items()
+        # One pass over the request's fields picks out everything the cache needs.
+        hosts: list[str] = []
+        via: str | None = None
+        caching_fields = False
+        for name, value in pairs:
+            lowered = name.lower()
+            if lowered == "host":
+                hosts.append(value)
+            elif lowered in _CACHING_FIELDS:
+                caching_fields = True
+            elif lowered == "via":
+                via = value
+        method = request.method
+        target = request.target
+        if not (
+            len(hosts) == 1
+            and hosts[0] in self._accepted_hosts
+            and (method == "GET" or method == "HEAD")
+            and target[:1] == "/"
+        ):
+            refusal = check_request(method, target, request.version, hosts, self.settings.hosts)
+            if refusal is not None:
+                self.counters.refused_requests += 1
+                extra = [("Allow", "GET, HEAD")] if refusal.status == 405 else []
+                return self._local(refusal.status, refusal.reason, extra)
+            if len(hosts) == 1 and len(self._accepted_hosts) < 256:
+                self._accepted_hosts.add(hosts[0])
         if via is not None and self._via in via:
             self.counters.refused_requests += 1
             return self._local(508, "request loop: this edge is already in Via")
         now = self.clock()
         self.requests_rate.add(1, now)
-        primary = request.target if request.target.startswith("/") else _origin_form(request)
-        pairs = headers.items()
-        policy = describe_request(pairs)
+        primary = target if target[:1] == "/" else _origin_form(request)
+        obj = self.store.lookup(primary, pairs)
+        if not caching_fields and obj is not None:
+            fast = self._fast_hit(obj, now, method)
+            if fast is not None:
+                return fast
+        policy = describe_request(pairs) if caching_fields else DEFAULT_REQUEST
         if policy.no_store:
             return await self._pass(request, primary, pairs)
-        obj = self.store.lookup(primary, pairs)
         if obj is not None and policy.authorization and not obj.policy.serves_authorized:
             return await self._pass(request, primary, pairs)
         if obj is not None:
             action = decide(obj.policy, policy, now)
             if action == Action.SERVE:
-                return self._serve_cached(request, obj, CacheResult.HIT, now)
+                return self._serve_cached(request, obj, CacheResult.HIT, now, caching_fields)
             if action == Action.SERVE_STALE:
-                return self._serve_cached(request, obj, CacheResult.STALE, now)
+                return self._serve_cached(request, obj, CacheResult.STALE, now, caching_fields)
             if action == Action.SERVE_STALE_AND_REFRESH:
                 self._refresh_in_background(obj, pairs)
-                return self._serve_cached(request, obj, CacheResult.STALE, now)
+                return self._serve_cached(request, obj, CacheResult.STALE, now, caching_fields)
             if policy.only_if_cached:
-                return self._serve_cached(request, obj, CacheResult.STALE, now)
+                return self._local(504, "the cached copy needs revalidation (only-if-cached)")
             return await self._revalidate(request, obj, pairs)
         if policy.only_if_cached:
             return self._local(504, "not in this cache (only-if-cached)")
@@ -360,8 +405,46 @@ class Edge:
         return await self._miss(request, primary, pairs)
 
     # -- cache hits -----------------------------------------------------------------
+    def _fast_hit(self, obj: CachedObject, now: float, method: str) -> Response | None:
+        """A fresh in-memory copy for a plain GET/HEAD: what ``decide`` would call SERVE.
+
+        This is the hot path of a busy edge, so it skips the general machinery;
+        anything unusual (stale, revalidation rules, throttling, prefetch) falls
+        through to it.
+        """
+        policy = obj.policy
+        if (
+            obj.memory is None
+            or self.bucket is not None
+            or self.settings.prefetch_next
+            or obj.prefetched
+            or policy.no_cache
+            or policy.requires_revalidation_with_auth
+        ):
+            return None
+        age = policy.initial_age + (
+            now - policy.response_time if now > policy.response_time else 0.0
+        )
+        if age >= policy.freshness_lifetime:
+            return None
+        counters = self.counters
+        counters.requests[CacheResult.HIT] += 1
+        length = obj.length if method == "GET" else 0
+        counters.bytes_served += length
+        counters.bytes_served_from_cache += length
+        self.bytes_out.add(length, now)
+        age_text = str(min(DELTA_SECONDS_MAX, int(age)))
+        return self._cached_response(
+            obj, CacheResult.HIT, age_text, self._cached_headers(obj, CacheResult.HIT, age_text)
+        )
+
     def _serve_cached(
-        self, request: Request, obj: CachedObject, result: CacheResult, now: float
+        self,
+        request: Request,
+        obj: CachedObject,
+        result: CacheResult,
+        now: float,
+        caching_fields: bool = True,
     ) -> Response:
         counters = self.counters
         counters.requests[result] += 1
@@ -370,25 +453,31 @@ class Edge:
             counters.prefetch_hits += 1
         age = age_header(obj.policy, now)
         headers = self._cached_headers(obj, result, age)
-        request_headers = request.headers
         if self.settings.prefetch_next and obj.status == 200:
-            self._prefetch_after(obj.primary, request_headers.items())
-        if (
-            "if-none-match" in request_headers or "if-modified-since" in request_headers
-        ) and not_modified_for(request_headers.items(), obj.headers, obj.status):
-            return Response(304, headers)
+            self._prefetch_after(obj.primary, request.headers.items())
+        if caching_fields:
+            # Conditionals and ranges (only looked at when the request has such fields).
+            request_headers = request.headers
+            if (
+                "if-none-match" in request_headers or "if-modified-since" in request_headers
+            ) and not_modified_for(request_headers.items(), obj.headers, obj.status):
+                return Response(304, headers)
+            range_value = request_headers.get("range")
+            if range_value is not None and obj.status == 200:
+                ranged = self._cached_range(request, obj, result, age, range_value)
+                if ranged is not None:
+                    return ranged
         body: bytes | FileBody
-        range_value = request_headers.get("range")
-        if range_value is not None and obj.status == 200:
-            ranged = self._cached_range(request, obj, result, age, range_value)
-            if ranged is not None:
-                return ranged
+        if obj.memory is not None and self.bucket is None:
+            # The common hit: one Response object per (copy, result, age) serves them all.
+            self._count_out(obj.length if request.method == "GET" else 0, now, from_cache=True)
+            return self._cached_response(obj, result, age, headers)
         if obj.memory is not None:
             body = obj.memory
         elif obj.disk_path is not None:
             body = FileBody(obj.disk_path, 0, obj.length, throttle=self._throttle())
-        else:  # evicted between lookup and now: cannot happen without an await
-            body = b""
+        else:  # pragma: no cover - callers check has_body after every await
+            return self._local(503, "the cached copy went away; try again")
         self._count_out(obj.length if request.method == "GET" else 0, now, from_cache=True)
         if self.bucket is not None and isinstance(body, bytes):
             return Response(obj.status, headers, self._throttled(body))
@@ -396,16 +485,16 @@ class Edge:
 
     def _cached_headers(self, obj: CachedObject, result: CacheResult, age: str) -> Headers:
         """Stored headers + Age, X-Cache, X-Served-By; reused while the age is the same."""
-        cache: dict[tuple[int, str, str], Headers]
+        cache: dict[tuple[Any, ...], Any]
         if isinstance(obj.cached_wire, dict):
             cache = obj.cached_wire
         else:
             cache = {}
             obj.cached_wire = cache
-        key = (obj.version, result.value, age)
+        key = (obj.version, result, age)
         headers = cache.get(key)
         if headers is None:
-            if len(cache) > 8:
+            if len(cache) > 16:
                 cache.clear()
             items = [pair for pair in obj.headers if pair[0].lower() != "age"]
             items.append(("Content-Length", str(obj.length)))
@@ -415,6 +504,18 @@ class Edge:
             headers = Headers(items)
             cache[key] = headers
         return headers
+
+    def _cached_response(
+        self, obj: CachedObject, result: CacheResult, age: str, headers: Headers
+    ) -> Response:
+        cache = obj.cached_wire
+        assert isinstance(cache, dict)
+        key = (obj.version, result, age, "response")
+        response: Response | None = cache.get(key)
+        if response is None:
+            response = Response(obj.status, headers, obj.memory or b"")
+            cache[key] = response
+        return response
 
     def _cached_range(
         self, request: Request, obj: CachedObject, result: CacheResult, age: str, value: str
@@ -444,30 +545,48 @@ class Edge:
         return Response(206, base, body)
 
     # -- misses, revalidation, pass ---------------------------------------------------
-    async def _miss(self, request: Request, primary: str, pairs: HeaderPairs) -> Response:
-        fill = self.fills.get(primary)
+    async def _miss(
+        self,
+        request: Request,
+        primary: str,
+        pairs: HeaderPairs,
+        key: str | None = None,
+        *,
+        hops: int = 0,
+    ) -> Response:
+        if key is None:
+            # Coalesce per variant when the stored copies say which fields vary.
+            names = self.store.vary_names(primary)
+            key = object_key(primary, vary_key(names, pairs)) if names else primary
+        fill = self.fills.get(key)
         initiator = fill is None
         if fill is None:
-            fill = Fill(primary, primary, self._forward_headers(pairs, request))
-            self.fills[primary] = fill
+            fill = Fill(key, primary, self._forward_headers(pairs, request))
+            self.fills[key] = fill
             self._spawn(fill)
         else:
             self.counters.coalesced_waiters += 1
-        return await self._answer_from_fill(request, fill, pairs, initiator=initiator, stale=None)
+            if fill.prefetch and fill.waiters == 0:
+                self.counters.prefetch_hits += 1  # the prefetch is under way: a head start
+        if self.settings.prefetch_next:
+            self._prefetch_after(primary, pairs)
+        return await self._answer_from_fill(
+            request, fill, pairs, initiator=initiator, stale=None, hops=hops
+        )
 
     async def _revalidate(
         self, request: Request, obj: CachedObject, pairs: HeaderPairs
     ) -> Response:
-        fill = self.fills.get(obj.primary)
+        fill = self.fills.get(obj.key)
         initiator = fill is None
         if fill is None:
             fill = Fill(
-                obj.primary,
+                obj.key,
                 obj.primary,
                 self._forward_headers(pairs, request),
                 revalidating=obj,
             )
-            self.fills[obj.primary] = fill
+            self.fills[obj.key] = fill
             self._spawn(fill)
         else:
             self.counters.coalesced_waiters += 1
@@ -482,19 +601,26 @@ class Edge:
         return await self._answer_from_fill(request, fill, pairs, initiator=True, stale=None)
 
     def _refresh_in_background(self, obj: CachedObject, pairs: HeaderPairs) -> None:
-        if obj.primary in self.fills or self._nursery is None:
+        if obj.key in self.fills or self._nursery is None:
             return
-        fill = Fill(obj.primary, obj.primary, self._forward_headers(pairs, None), revalidating=obj)
-        self.fills[obj.primary] = fill
+        fill = Fill(obj.key, obj.primary, self._forward_headers(pairs, None), revalidating=obj)
+        self.fills[obj.key] = fill
         self.counters.background_refreshes += 1
         self._spawn(fill)
 
     def _prefetch_after(self, primary: str, pairs: HeaderPairs) -> None:
+        """Start fetching segment N+1 when segment N is asked for (``prefetch_next``)."""
         target = next_segment_target(primary)
         if target is None or target in self.fills or target in self.store.variants:
             return
         if self._nursery is None:
             return
+        now = self.clock()
+        failed_until = self._prefetch_failures.get(target)
+        if failed_until is not None:
+            if failed_until > now:
+                return  # e.g. the segment after the last one: don't ask again and again
+            del self._prefetch_failures[target]
         fill = Fill(target, target, self._forward_headers(pairs, None), prefetch=True)
         self.fills[target] = fill
         self.counters.prefetches += 1
@@ -508,6 +634,7 @@ class Edge:
         *,
         initiator: bool,
         stale: CachedObject | None,
+        hops: int = 0,
     ) -> Response:
         fill.waiters += 1
         # The fill bounds every upstream step; this is only a safety net.
@@ -525,13 +652,17 @@ class Edge:
                 )
             if target is None:  # pragma: no cover - NOT_MODIFIED always has its object
                 return self._local(502, "upstream answered 304 to an unconditional request")
-            if not variant_matches(target.policy.vary, target.vary_key, pairs):
+            if not target.has_body or not variant_matches(
+                target.policy.vary, target.vary_key, pairs
+            ):
+                # Evicted meanwhile, or another variant: fetch for this viewer.
                 return await self._pass(request, fill.primary, pairs)
             return self._serve_cached(request, target, CacheResult.REVALIDATED, self.clock())
         # A full response.
         if (
             fill.status >= 500
             and stale is not None
+            and stale.has_body
             and stale_on_error_allowed(
                 stale.policy, self.clock(), default_window=self.settings.stale_if_error
             )
@@ -542,7 +673,12 @@ class Edge:
                 return await self._pass(request, fill.primary, pairs)
             vary = vary_names(fill.headers)
             if vary and vary_key(vary, pairs) != vary_key(vary, fill.request_headers):
-                return await self._pass(request, fill.primary, pairs)
+                # Another variant: its own fill, shared with requests like this one
+                # (once: an upstream that keeps changing its Vary gets a private fetch).
+                if hops > 0:
+                    return await self._pass(request, fill.primary, pairs)
+                variant = object_key(fill.primary, vary_key(vary, pairs))
+                return await self._miss(request, fill.primary, pairs, key=variant, hops=1)
         result = CacheResult.MISS if fill.shared and fill.shareable else CacheResult.PASS
         if fill.status >= 500:
             result = CacheResult.MISS if fill.shared else CacheResult.PASS
@@ -556,8 +692,6 @@ class Edge:
         status = fill.status
         total = fill.content_length
         if fill.status == 200:
-            if self.settings.prefetch_next:
-                self._prefetch_after(fill.primary, request.headers.items())
             request_pairs = request.headers.items()
             if (
                 "if-none-match" in request.headers or "if-modified-since" in request.headers
@@ -590,8 +724,12 @@ class Edge:
     def _upstream_error(
         self, request: Request, stale: CachedObject | None, status: int, message: str
     ) -> Response:
-        if stale is not None and stale_on_error_allowed(
-            stale.policy, self.clock(), default_window=self.settings.stale_if_error
+        if (
+            stale is not None
+            and stale.has_body
+            and stale_on_error_allowed(
+                stale.policy, self.clock(), default_window=self.settings.stale_if_error
+            )
         ):
             return self._serve_cached(request, stale, CacheResult.STALE, self.clock())
         self.counters.requests[CacheResult.ERROR] += 1
@@ -601,6 +739,8 @@ class Edge:
     async def _run_fill(self, fill: Fill) -> None:
         try:
             await self._fetch(fill)
+            if fill.prefetch and fill.stored is None:
+                self._remember_prefetch_failure(fill.primary)
         except Exception as error:  # a bug must not leave waiters hanging
             log.exception("fill failed", extra={"fields": {"target": fill.primary}})
             fill.fail(502, f"edge error: {type(error).__name__}")
@@ -608,6 +748,24 @@ class Edge:
             if self.fills.get(fill.key) is fill:
                 del self.fills[fill.key]
             fill.fail(502, "upstream fetch abandoned")  # no-op unless it ended abnormally
+
+    def _upstream_failed(self, fill: Fill, kind: str, status: int, message: str) -> None:
+        """Count, log (at most once a second: a dead origin fails every fill), and fail."""
+        self.counters.count_upstream_error(kind)
+        now = trio.current_time()
+        if now - self._last_failure_log >= 1.0:
+            self._last_failure_log = now
+            log.warning(
+                "upstream error",
+                extra={"fields": {"kind": kind, "target": fill.primary, "error": message}},
+            )
+        fill.fail(status, message)
+
+    def _remember_prefetch_failure(self, target: str) -> None:
+        failures = self._prefetch_failures
+        if len(failures) >= PREFETCH_FAILURES_KEPT:
+            failures.pop(next(iter(failures)))
+        failures[target] = self.clock() + PREFETCH_RETRY_SECONDS
 
     async def _fetch(self, fill: Fill) -> None:
         counters = self.counters
@@ -646,6 +804,12 @@ class Edge:
                         fill.primary, vary_key(vary_names(stored_headers), fill.request_headers)
                     )
                     slot = self.store.begin_fill(key, fill.content_length)
+                elif fill.prefetch:
+                    # Nobody asked for it and it can't be kept: don't download it.
+                    fill.publish_head(FillState.RESPONSE)
+                    fill.finish()
+                    return
+                fill.single_reader = not fill.shareable
                 fill.publish_head(FillState.RESPONSE)
                 async for chunk in response.iter_bytes():
                     if not chunk:
@@ -680,17 +844,15 @@ class Edge:
                 self.store.remove(fill.revalidating)
             fill.finish()
         except (trio.TooSlowError, ReadTimeout):
-            counters.count_upstream_error("timeout")
-            fill.fail(504, "upstream timed out")
+            self._upstream_failed(fill, "timeout", 504, "upstream timed out")
         except ConnectError:
-            counters.count_upstream_error("connect")
-            fill.fail(502, "upstream unreachable")
+            self._upstream_failed(fill, "connect", 502, "upstream unreachable")
         except RemoteProtocolError as error:
-            counters.count_upstream_error("protocol")
-            fill.fail(502, f"bad response from upstream: {error}")
+            self._upstream_failed(fill, "protocol", 502, f"bad response from upstream: {error}")
         except (TransportError, OSError) as error:
-            counters.count_upstream_error("transport")
-            fill.fail(502, f"upstream failed: {type(error).__name__}")
+            self._upstream_failed(
+                fill, "transport", 502, f"upstream failed: {type(error).__name__}"
+            )
         finally:
             if slot is not None:
                 slot.abort()
@@ -784,13 +946,20 @@ class Edge:
 
     # -- health, load, purge -----------------------------------------------------------
     def load(self) -> dict[str, Any]:
-        """The load figure the DNS reads from /healthz."""
+        """What /healthz reports; the DNS's least-loaded policy reads ``load``.
+
+        ``load`` = open connections + bytes/s out in MiB/s: one number that
+        grows with both many idle viewers and a few heavy ones.
+        """
         now = self.clock()
+        connections = self.open_connections()
+        bytes_out = self.bytes_out.rate(now)
         return {
             "name": self.settings.name,
             "status": "draining" if self.draining else "ok",
-            "open_connections": self.open_connections(),
-            "bytes_out_per_s": round(self.bytes_out.rate(now), 1),
+            "load": round(connections + bytes_out / LOAD_BYTES_UNIT, 3),
+            "open_connections": connections,
+            "bytes_out_per_s": round(bytes_out, 1),
             "requests_per_s": round(self.requests_rate.rate(now), 2),
             "hit_ratio": round(self.counters.hit_ratio, 4),
             "fills_in_flight": len(self.fills),
@@ -799,7 +968,9 @@ class Edge:
 
     def _health(self) -> Response:
         status = 503 if self.draining else 200
-        return Response.json(status, self.load(), [("Cache-Control", "no-store")])
+        load = self.load()
+        headers = [("Cache-Control", "no-store"), ("X-Seedcast-Load", str(load["load"]))]
+        return Response.json(status, load, headers)
 
     def purge(self, *, video_id: str | None = None, prefix: str | None = None) -> int:
         """Remove cached objects of a video (``/<id>/``) or under a path prefix."""

@@ -17,19 +17,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import trio
-
 from seedcast.config import ClusterConfig, EdgeConfig
 from seedcast.edge.eviction import POLICIES
 from seedcast.edge.guard import HostRules
 from seedcast.edge.proxy import Edge, EdgeSettings
 from seedcast.edge.store import CacheStore
 from seedcast.errors import ConfigError
-from seedcast.http11 import HttpServer, ServerLimits
-
-try:
-    from seedcast.http11 import HttpClient
-except ImportError:  # pragma: no cover - until seedcast.http11 re-exports its client
-    from seedcast.http11._client import HttpClient
+from seedcast.http11 import HttpClient, HttpServer, ServerLimits
 from seedcast.metrics import StatisticsCollector, new_registry
 from seedcast.units import parse_host_port
 

@@ -10,6 +10,7 @@ Nothing here reads a clock: callers pass ``now``.
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -40,32 +41,38 @@ SERVED_FROM_CACHE = frozenset({CacheResult.HIT, CacheResult.REVALIDATED, CacheRe
 
 
 class RateMeter:
-    """Bytes (or events) per second over the last ``window`` seconds, in 1 s buckets."""
+    """Bytes (or events) per second over the last ``window`` seconds, in 1 s buckets.
 
-    __slots__ = ("_buckets", "_current", "_window")
+    The current second accumulates in an attribute (the hot path is one
+    comparison and one addition); finished seconds move to a short history.
+    """
+
+    __slots__ = ("_current", "_current_total", "_history", "_window")
 
     def __init__(self, window: int = 5) -> None:
         self._window = max(1, window)
-        self._buckets: dict[int, float] = {}
+        self._history: deque[tuple[int, float]] = deque(maxlen=self._window + 1)
         self._current = 0
+        self._current_total = 0.0
 
     def add(self, amount: float, now: float) -> None:
         second = int(now)
-        if second != self._current:
-            self._current = second
-            if len(self._buckets) > self._window + 1:
-                oldest = second - self._window
-                for key in [key for key in self._buckets if key < oldest]:
-                    del self._buckets[key]
-        self._buckets[second] = self._buckets.get(second, 0.0) + amount
+        if second == self._current:
+            self._current_total += amount
+            return
+        if self._current_total:
+            self._history.append((self._current, self._current_total))
+        self._current = second
+        self._current_total = amount
 
     def rate(self, now: float) -> float:
-        """Average over the last complete ``window`` seconds plus the current partial one."""
+        """Average over the last ``window`` whole seconds plus the current partial one."""
         second = int(now)
         first = second - self._window
-        total = sum(value for key, value in self._buckets.items() if first <= key <= second)
-        elapsed = self._window + (now - second)
-        return total / elapsed
+        total = sum(value for key, value in self._history if first <= key <= second)
+        if first <= self._current <= second:
+            total += self._current_total
+        return total / (self._window + (now - second))
 
 
 DEFAULT_LATENCY_BUCKETS = (

@@ -75,6 +75,11 @@ class CachedObject:
     """Slot for the shell's prebuilt response headers (keyed by ``version``)."""
 
     @property
+    def has_body(self) -> bool:
+        """Still held by a tier (not evicted or purged since it was looked up)."""
+        return self.memory is not None or self.disk_path is not None
+
+    @property
     def path(self) -> str:
         return self.primary.partition("?")[0]
 

@@ -24,7 +24,9 @@ __all__ = ["Catalog", "ServedFile"]
 DASH_XML = "application/dash+xml"
 TORRENT_TYPE = "application/x-bittorrent"
 _INIT = re.compile(r"^init-(?P<version>[0-9a-z]{1,16})-(?P<rep>\d{1,4})\.m4s$")
-_CHUNK = re.compile(r"^chunk-(?P<version>[0-9a-z]{1,16})-(?P<rep>\d{1,4})-(?P<number>\d{1,9})\.m4s$")
+_CHUNK = re.compile(
+    r"^chunk-(?P<version>[0-9a-z]{1,16})-(?P<rep>\d{1,4})-(?P<number>\d{1,9})\.m4s$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,11 @@ class Catalog:
         if kind is None or match.group("rep") != str(int(match.group("rep"))):
             return None
         number = match.groupdict().get("number")
-        if number is not None and entry.segment_count and not 1 <= int(number) <= entry.segment_count:
+        if (
+            number is not None
+            and entry.segment_count
+            and not 1 <= int(number) <= entry.segment_count
+        ):
             return None
         return ServedFile(name, "audio/mp4" if kind == "audio" else "video/mp4", immutable=True)
 

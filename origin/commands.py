@@ -79,14 +79,24 @@ def _ffmpeg(args: argparse.Namespace, config: ClusterConfig) -> str:
 
 
 def configure_sample(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=None, metavar="S",
-                        help="length in seconds (default: origin.sample_seconds, 30)")
-    parser.add_argument("--out", metavar="FILE", default="sample.mp4",
-                        help="output file (default: sample.mp4)")
-    parser.add_argument("--size", default="1280x720", metavar="WxH", help="frame size (default 1280x720)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="length in seconds (default: origin.sample_seconds, 30)",
+    )
+    parser.add_argument(
+        "--out", metavar="FILE", default="sample.mp4", help="output file (default: sample.mp4)"
+    )
+    parser.add_argument(
+        "--size", default="1280x720", metavar="WxH", help="frame size (default 1280x720)"
+    )
     parser.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
     parser.add_argument("--no-audio", action="store_true", help="video only, no tone")
-    parser.add_argument("--ffmpeg", metavar="PATH", help="ffmpeg binary (default: imageio-ffmpeg's)")
+    parser.add_argument(
+        "--ffmpeg", metavar="PATH", help="ffmpeg binary (default: imageio-ffmpeg's)"
+    )
 
 
 def run_sample(args: argparse.Namespace, config: ClusterConfig) -> int:
@@ -104,8 +114,14 @@ def run_sample(args: argparse.Namespace, config: ClusterConfig) -> int:
 
     def make(with_text: bool) -> None:
         command = build_sample_command(
-            output, ffmpeg_binary=binary, seconds=seconds, width=width, height=height,
-            fps=args.fps, with_text=with_text, with_audio=not args.no_audio,
+            output,
+            ffmpeg_binary=binary,
+            seconds=seconds,
+            width=width,
+            height=height,
+            fps=args.fps,
+            with_text=with_text,
+            with_audio=not args.no_audio,
         )
         with _progress(console) as progress:
             task = progress.add_task("sample", total=seconds, detail=f"{width}x{height}")
@@ -124,15 +140,19 @@ def run_sample(args: argparse.Namespace, config: ClusterConfig) -> int:
             except MediaError as error:
                 if "drawtext" not in str(error) and "font" not in str(error).lower():
                     raise
-                console.print(f"[yellow]no usable font for the frame counter ({error}); "
-                              "making the sample without it")
+                console.print(
+                    f"[yellow]no usable font for the frame counter ({error}); "
+                    "making the sample without it"
+                )
                 make(with_text=False)
         except BaseException:
             output.unlink(missing_ok=True)
             raise
     size = output.stat().st_size
-    print(f"{output}: {seconds:g} s, {width}x{height} at {args.fps} fps, H.264"
-          f"{'' if args.no_audio else ' + AAC'}, {format_size(size)}")
+    print(
+        f"{output}: {seconds:g} s, {width}x{height} at {args.fps} fps, H.264"
+        f"{'' if args.no_audio else ' + AAC'}, {format_size(size)}"
+    )
     return 0
 
 
@@ -141,19 +161,46 @@ def run_sample(args: argparse.Namespace, config: ClusterConfig) -> int:
 
 def configure_publish(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="the video to publish")
-    parser.add_argument("--id", dest="video_id", metavar="ID",
-                        help="video id in URLs: /<id>/manifest.mpd (default: the file name's stem)")
-    parser.add_argument("--title", default="", help="title shown in the catalog (default: the file name)")
-    parser.add_argument("--ladder", metavar="RUNGS", default=None,
-                        help="rungs, largest first; never upscaled (default: 1080p,720p,540p,360p; "
-                             "a rung may name its bitrate: 720p:2500k)")
-    parser.add_argument("--segment-seconds", type=float, default=None, metavar="S",
-                        help="segment and GOP length (default: origin.segment_seconds, 2)")
-    parser.add_argument("--audio-bitrate", default=None, metavar="RATE",
-                        help="AAC bitrate (default: origin.audio_bitrate, 128k)")
-    parser.add_argument("--preset", default="veryfast",
-                        help="x264 preset (default veryfast: fast on small machines)")
-    parser.add_argument("--ffmpeg", metavar="PATH", help="ffmpeg binary (default: imageio-ffmpeg's)")
+    parser.add_argument(
+        "--id",
+        dest="video_id",
+        metavar="ID",
+        help="video id in URLs: /<id>/manifest.mpd (default: the file name's stem)",
+    )
+    parser.add_argument(
+        "--title", default="", help="title shown in the catalog (default: the file name)"
+    )
+    parser.add_argument(
+        "--ladder",
+        metavar="RUNGS",
+        default=None,
+        help="rungs, largest first; never upscaled (default: 1080p,720p,540p,360p; "
+        "a rung may name its bitrate: 720p:2500k)",
+    )
+    parser.add_argument(
+        "--segment-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="segment and GOP length (default: origin.segment_seconds, 2)",
+    )
+    parser.add_argument(
+        "--audio-bitrate",
+        default=None,
+        metavar="RATE",
+        help="AAC bitrate (default: origin.audio_bitrate, 128k)",
+    )
+    parser.add_argument(
+        "--preset",
+        default="veryfast",
+        help="x264 preset (default veryfast: fast on small machines)",
+    )
+    parser.add_argument(
+        "--ffmpeg", metavar="PATH", help="ffmpeg binary (default: imageio-ffmpeg's)"
+    )
+    parser.add_argument(
+        "--timings", action="store_true", help="print the seconds spent per phase (JSON)"
+    )
 
 
 class _RichReporter:
@@ -165,10 +212,15 @@ class _RichReporter:
         self.duration: float | None = None
 
     def planned(self, info: Any, plan: Any) -> None:
-        rungs = ", ".join(f"{r.name} {r.width}x{r.height} {r.bitrate_kbps}k" for r in plan.renditions)
+        rungs = ", ".join(
+            f"{r.name} {r.width}x{r.height} {r.bitrate_kbps}k" for r in plan.renditions
+        )
         audio = f" + AAC {plan.audio_bitrate_kbps}k" if plan.audio_bitrate_kbps else " (no audio)"
-        self.console.print(f"ladder: {rungs}{audio}; {plan.fps} fps, "
-                           f"{plan.segment_seconds:g} s segments (GOP {plan.gop_frames})")
+        print(
+            f"ladder: {rungs}{audio}; {plan.fps} fps, "
+            f"{plan.segment_seconds:g} s segments (GOP {plan.gop_frames})",
+            flush=True,
+        )
         self.duration = info.duration
         self.encode_task = self.progress.add_task(
             "encoding", total=info.duration or None, detail=""
@@ -213,13 +265,25 @@ def run_publish(args: argparse.Namespace, config: ClusterConfig) -> int:
     )
     library = Library.for_data_dir(config.data_dir)
     console = _console()
+    timings: dict[str, float] = {}
     with _sigterm_as_interrupt(), _progress(console) as progress:
-        entry = publish(source, library, options, reporter=_RichReporter(console, progress))
+        entry = publish(
+            source, library, options, reporter=_RichReporter(console, progress), timings=timings
+        )
     names = " ".join(rendition.name for rendition in entry.renditions)
-    print(f"published {entry.id}: {entry.duration:.1f} s, {names}, {entry.segment_count} segments "
-          f"x {entry.segment_seconds:g} s, {format_size(entry.bytes)} in {library.video_dir(entry.id)}")
-    print(f"  manifest /{entry.id}/{entry.manifest}  torrent {library.video_dir(entry.id) / entry.torrent}"
-          f"  info hash {entry.info_hash}")
+    folder = library.video_dir(entry.id)
+    print(
+        f"published {entry.id}: {entry.duration:.1f} s, {names}, {entry.segment_count} segments "
+        f"x {entry.segment_seconds:g} s, {format_size(entry.bytes)} in {folder}"
+    )
+    print(
+        f"  manifest /{entry.id}/{entry.manifest}  torrent {folder / entry.torrent}"
+        f"  info hash {entry.info_hash}"
+    )
+    if args.timings:
+        import json
+
+        print("timings " + json.dumps({key: round(value, 4) for key, value in timings.items()}))
     return 0
 
 
@@ -251,7 +315,8 @@ def run_library(args: argparse.Namespace, config: ClusterConfig) -> int:
         return 0
     if args.action == "rename":
         entry = library.rename(
-            args.old_id, args.new_id,
+            args.old_id,
+            args.new_id,
             retorrent=lambda folder, new_id: torrent_for_folder(
                 folder, new_id, announce=config.tracker.announce_url
             ),
@@ -276,12 +341,19 @@ def run_library(args: argparse.Namespace, config: ClusterConfig) -> int:
 
     table = Table(title=f"library {library.root}")
     for column in ("id", "title", "duration", "renditions", "size", "segments", "created"):
-        table.add_column(column, justify="right" if column in ("duration", "size", "segments") else "left")
+        table.add_column(
+            column, justify="right" if column in ("duration", "size", "segments") else "left"
+        )
     for entry in sorted(index.videos.values(), key=lambda item: item.id):
         renditions = " ".join(rendition.name for rendition in entry.renditions)
         table.add_row(
-            entry.id, entry.title, f"{entry.duration:.1f} s", renditions, format_size(entry.bytes),
-            f"{entry.segment_count} x {entry.segment_seconds:g} s", entry.created,
+            entry.id,
+            entry.title,
+            f"{entry.duration:.1f} s",
+            renditions,
+            format_size(entry.bytes),
+            f"{entry.segment_count} x {entry.segment_seconds:g} s",
+            entry.created,
         )
     Console(width=max(100, Console().width)).print(table)
     for alias, target in sorted(index.aliases.items()):
@@ -293,13 +365,20 @@ def run_library(args: argparse.Namespace, config: ClusterConfig) -> int:
 
 
 def configure_origin(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", metavar="HOST:PORT", default=None,
-                        help="address to serve on (default: origin.listen, 127.0.10.1:8080)")
-    parser.add_argument("--name", default="origin", help="this origin's name (X-Served-By, metrics)")
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        default=None,
+        help="address to serve on (default: origin.listen, 127.0.10.1:8080)",
+    )
+    parser.add_argument(
+        "--name", default="origin", help="this origin's name (X-Served-By, metrics)"
+    )
 
 
 def run_origin(args: argparse.Namespace, config: ClusterConfig) -> int:
     from seedcast.origin.server import serve_origin_role
 
-    return serve_origin_role(config, name=args.name, listen=args.listen,
-                             debug=bool(getattr(args, "debug", False)))
+    return serve_origin_role(
+        config, name=args.name, listen=args.listen, debug=bool(getattr(args, "debug", False))
+    )

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,7 +37,11 @@ def find_ffmpeg(override: str | None = None, configured: str = "") -> str:
     """The ffmpeg to run. Raises UsageError when the named one does not exist."""
     named = override or configured
     if named:
-        found = shutil.which(named) if os.sep not in named else (named if os.access(named, os.X_OK) else None)
+        found = (
+            shutil.which(named)
+            if os.sep not in named
+            else (named if os.access(named, os.X_OK) else None)
+        )
         if found is None:
             raise UsageError(f"ffmpeg not found: {named!r} (give a path to an ffmpeg binary)")
         return found
@@ -110,13 +116,13 @@ def run_ffmpeg(
                 stdout=subprocess.PIPE,
                 stderr=errors,
                 start_new_session=True,
-                preexec_fn=_set_parent_death_signal if os.name == "posix" else None,  # noqa: PLW1509
+                preexec_fn=_set_parent_death_signal if os.name == "posix" else None,
             )
         except OSError as error:
             raise UsageError(f"cannot run ffmpeg {command[0]!r}: {error.strerror}") from None
         try:
-            assert process.stdout is not None
-            while chunk := process.stdout.read1(65536):
+            stdout = typing.cast(io.BufferedReader, process.stdout)
+            while chunk := stdout.read1(65536):
                 for update in parser.feed(chunk):
                     if on_progress is not None:
                         on_progress(update)
@@ -142,7 +148,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _last_error_line(stderr: bytes) -> str:
-    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    lines = [
+        line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()
+    ]
     if not lines:
         return "ffmpeg exited with an error and said nothing"
     # "Conversion failed!" and similar summaries say less than the line before them.

@@ -30,7 +30,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import ffmpeg
-
 from seedcast.errors import UsageError
 from seedcast.origin.probe import MediaInfo
 
@@ -145,7 +144,7 @@ class PlannedRendition:
         return self.bitrate_kbps * 2
 
 
-def _even(value: float) -> int:
+def _even(value: float | Fraction) -> int:
     return max(2, round(value / 2) * 2)
 
 
@@ -156,7 +155,9 @@ def _size_for(short_side: int, display_width: int, display_height: int) -> tuple
     return short_side, _even(short_side / aspect)
 
 
-def plan_ladder(rungs: Sequence[Rung], display_width: int, display_height: int) -> list[PlannedRendition]:
+def plan_ladder(
+    rungs: Sequence[Rung], display_width: int, display_height: int
+) -> list[PlannedRendition]:
     """The rungs that fit the source without upscaling, largest first.
 
     A source smaller than every rung gets one rendition at its own size, with
@@ -306,4 +307,6 @@ def build_command(
 
 
 def _fraction_text(value: Fraction) -> str:
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    return (
+        str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    )

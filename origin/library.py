@@ -197,7 +197,9 @@ class LibraryIndex:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": INDEX_FORMAT,
-            "videos": {video_id: entry.to_json() for video_id, entry in sorted(self.videos.items())},
+            "videos": {
+                video_id: entry.to_json() for video_id, entry in sorted(self.videos.items())
+            },
             "aliases": dict(sorted(self.aliases.items())),
         }
 
@@ -250,8 +252,10 @@ class Library:
         try:
             return LibraryIndex.from_json(json.loads(text))
         except (ValueError, KeyError, TypeError) as error:
-            raise MediaError(f"{self.index_path}: corrupt library index ({error}); "
-                             "remove it and run `seedcast library repair`") from None
+            raise MediaError(
+                f"{self.index_path}: corrupt library index ({error}); "
+                "remove it and run `seedcast library repair`"
+            ) from None
 
     def entries(self) -> list[VideoEntry]:
         return sorted(self.read_index().videos.values(), key=lambda entry: entry.id)
@@ -313,7 +317,9 @@ class Library:
             if entry.id != child.name:
                 continue
             videos[entry.id] = entry
-        aliases = {old: new for old, new in stored.aliases.items() if new in videos and old not in videos}
+        aliases = {
+            old: new for old, new in stored.aliases.items() if new in videos and old not in videos
+        }
         rebuilt = LibraryIndex(videos=videos, aliases=aliases)
         if rebuilt.to_json() != stored.to_json():
             self._write_index(rebuilt)
@@ -416,8 +422,11 @@ class Library:
             os.rename(folder, self.root / new_id)
             videos = {key: value for key, value in index.videos.items() if key != old_id}
             videos[new_id] = new_entry
-            aliases = {alias: (new_id if target == old_id else target)
-                       for alias, target in index.aliases.items() if alias != new_id}
+            aliases = {
+                alias: (new_id if target == old_id else target)
+                for alias, target in index.aliases.items()
+                if alias != new_id
+            }
             aliases[old_id] = new_id
             self._write_index(LibraryIndex(videos=videos, aliases=aliases))
             return new_entry

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from seedcast.errors import MediaError
 
-__all__ = ["Manifest", "Representation", "finish_manifest", "parse_manifest", "parse_iso_duration"]
+__all__ = ["Manifest", "Representation", "finish_manifest", "parse_iso_duration", "parse_manifest"]
 
 MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
 _NS = {"mpd": MPD_NS}
@@ -111,13 +111,13 @@ def _fill(template: str, representation: Representation, number: int | None) -> 
     text = template.replace("$RepresentationID$", representation.id)
     text = text.replace("$Bandwidth$", str(representation.bandwidth))
     if number is not None:
-        text = _NUMBER.sub(
-            lambda match: str(number).zfill(int(match.group("width") or 0)), text
-        )
+        text = _NUMBER.sub(lambda match: str(number).zfill(int(match.group("width") or 0)), text)
     return text.replace("$$", "$")
 
 
-def _attribute(element: ElementTree.Element, *names: str, parents: tuple[ElementTree.Element, ...] = ()) -> str | None:
+def _attribute(
+    element: ElementTree.Element, *names: str, parents: tuple[ElementTree.Element, ...] = ()
+) -> str | None:
     for candidate in (element, *parents):
         for name in names:
             value = candidate.get(name)
@@ -158,7 +158,9 @@ def parse_manifest(data: bytes) -> Manifest:
             if template is None:
                 template = adaptation_template
             if template is None:
-                raise MediaError(f"manifest: representation {element.get('id')} has no SegmentTemplate")
+                raise MediaError(
+                    f"manifest: representation {element.get('id')} has no SegmentTemplate"
+                )
             mime = _attribute(element, "mimeType", parents=(adaptation,)) or ""
             kind = adaptation.get("contentType") or mime.split("/", 1)[0]
             initialization = template.get("initialization")
@@ -188,7 +190,9 @@ def parse_manifest(data: bytes) -> Manifest:
         raise MediaError("manifest: no representations")
     for representation in representations:
         if representation.segment_duration <= 0:
-            raise MediaError(f"manifest: representation {representation.id} has a zero segment duration")
+            raise MediaError(
+                f"manifest: representation {representation.id} has a zero segment duration"
+            )
     return Manifest(duration=duration, representations=tuple(representations))
 
 

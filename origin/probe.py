@@ -38,24 +38,44 @@ _DURATION = re.compile(
     r"(?:, start: (?P<start>-?[\d.]+))?(?:, bitrate: (?P<bitrate>N/A|\d+) kb/s)?"
 )
 _STREAM = re.compile(
-    r"^\s*Stream #0:(?P<index>\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (?P<kind>Video|Audio|Subtitle|Data|"
+    r"^\s*Stream #0:(?P<index>\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: "
+    r"(?P<kind>Video|Audio|Subtitle|Data|"
     r"Attachment): (?P<description>.*)$"
 )
-_SIZE = re.compile(r"^(?P<w>\d{1,5})x(?P<h>\d{1,5})(?: \[SAR (?P<sn>\d+):(?P<sd>\d+) DAR \d+:\d+\])?")
+_SIZE = re.compile(
+    r"^(?P<w>\d{1,5})x(?P<h>\d{1,5})(?: \[SAR (?P<sn>\d+):(?P<sd>\d+) DAR \d+:\d+\])?"
+)
 _RATE = re.compile(r"^(?P<value>\d+(?:\.\d+)?)(?P<k>k?) (?P<unit>fps|tbr)$")
 _BITRATE = re.compile(r"^(?P<value>\d+) kb/s")
 _HZ = re.compile(r"^(?P<value>\d+) Hz$")
 _CHANNELS = re.compile(r"^(?P<value>\d+) channels")
 _ROTATION = re.compile(r"rotation of (?P<degrees>-?\d+(?:\.\d+)?) degrees")
-_LAYOUTS = {"mono": 1, "stereo": 2, "2.1": 3, "3.0": 3, "quad": 4, "4.0": 4, "5.0": 5, "5.1": 6,
-            "6.1": 7, "7.1": 8}
+_LAYOUTS = {
+    "mono": 1,
+    "stereo": 2,
+    "2.1": 3,
+    "3.0": 3,
+    "quad": 4,
+    "4.0": 4,
+    "5.0": 5,
+    "5.1": 6,
+    "6.1": 7,
+    "7.1": 8,
+}
 # Lines ffmpeg prints when it cannot open or read the input, most specific first.
 _ERRORS = (
     (re.compile(r"No such file or directory"), "no such file"),
     (re.compile(r"Permission denied"), "permission denied"),
     (re.compile(r"Is a directory"), "is a directory, not a media file"),
-    (re.compile(r"moov atom not found"), "truncated or corrupt MP4 (moov atom not found)"),
-    (re.compile(r"Invalid data found when processing input"), "not a media file ffmpeg can read"),
+    (
+        re.compile(r"moov atom not found"),
+        "not a readable MP4: it has no index (moov atom), "
+        "so it is truncated, corrupt or not a video",
+    ),
+    (
+        re.compile(r"Invalid data found when processing input"),
+        "not a media file ffmpeg can read (corrupt, or not a video)",
+    ),
 )
 
 
@@ -151,8 +171,9 @@ def parse_probe(text: str, source: str = "input") -> MediaInfo:
         raise MediaError(f"{source}: a still image ({video.codec}), not a video")
     if duration is not None and duration <= 0:
         raise MediaError(f"{source}: the video has no duration (empty or corrupt)")
-    return MediaInfo(container=container, duration=duration, bitrate_kbps=bitrate, video=video,
-                     audio=audio)
+    return MediaInfo(
+        container=container, duration=duration, bitrate_kbps=bitrate, video=video, audio=audio
+    )
 
 
 def _error_reason(text: str) -> str:
@@ -227,8 +248,15 @@ def _video(index: int, description: str) -> VideoStream | None:
             bitrate = int(kbps.group("value"))
     if width <= 0 or height <= 0:
         return None
-    return VideoStream(index=index, codec=_codec(parts), width=width, height=height,
-                       fps=fps or tbr, sample_aspect=sample_aspect, bitrate_kbps=bitrate)
+    return VideoStream(
+        index=index,
+        codec=_codec(parts),
+        width=width,
+        height=height,
+        fps=fps or tbr,
+        sample_aspect=sample_aspect,
+        bitrate_kbps=bitrate,
+    )
 
 
 def _audio(index: int, description: str) -> AudioStream:
@@ -245,8 +273,13 @@ def _audio(index: int, description: str) -> AudioStream:
             bitrate = int(kbps.group("value"))
         elif channels is None and (layout := part.split("(", 1)[0]) in _LAYOUTS:
             channels = _LAYOUTS[layout]
-    return AudioStream(index=index, codec=_codec(parts), sample_rate=sample_rate, channels=channels,
-                       bitrate_kbps=bitrate)
+    return AudioStream(
+        index=index,
+        codec=_codec(parts),
+        sample_rate=sample_rate,
+        channels=channels,
+        bitrate_kbps=bitrate,
+    )
 
 
 def _with_rotation(video: VideoStream, degrees: float) -> VideoStream:

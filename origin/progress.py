@@ -83,7 +83,9 @@ class ProgressParser:
         out_time_us = _int(fields.get("out_time_us")) or _int(fields.get("out_time_ms"))
         speed_text = fields.get("speed", "").removesuffix("x").strip()
         return ProgressUpdate(
-            out_time=out_time_us / 1_000_000 if out_time_us is not None and out_time_us >= 0 else None,
+            out_time=out_time_us / 1_000_000
+            if out_time_us is not None and out_time_us >= 0
+            else None,
             frame=_int(fields.get("frame")),
             speed=_float(speed_text),
             total_size=_int(fields.get("total_size")),

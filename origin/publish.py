@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import os
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,15 +68,28 @@ def publish(
     options: PublishOptions,
     *,
     reporter: PublishReporter | None = None,
+    timings: dict[str, float] | None = None,
 ) -> VideoEntry:
     """Publish ``source`` as ``options.video_id``; returns the committed entry.
 
     Raises MediaError (one line) for a missing, non-video, corrupt or
     truncated source or a failed encode; UsageError for bad options.
+    ``timings``, when given, receives the seconds spent per phase (probe,
+    prepare, encode, check, torrent, commit).
     """
+    phases = timings if timings is not None else {}
+    clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[phase] = phases.get(phase, 0.0) + now - clock
+        clock = now
+
     check_video_id(options.video_id)
     source = Path(source)
     info = probe_file(options.ffmpeg_binary, source)
+    lap("probe")
     plan = plan_encode(
         info,
         options.rungs,
@@ -87,14 +101,23 @@ def publish(
     version = secrets.token_hex(4)
     with library.publishing(options.video_id) as partial:
         command = build_command(
-            plan, source, partial.path, ffmpeg_binary=options.ffmpeg_binary, version=version,
-            preset=options.preset, threads=options.threads,
+            plan,
+            source,
+            partial.path,
+            ffmpeg_binary=options.ffmpeg_binary,
+            version=version,
+            preset=options.preset,
+            threads=options.threads,
         )
         on_progress: Callable[[ProgressUpdate], None] | None = None
         if reporter is not None:
+
             def on_progress(update: ProgressUpdate) -> None:
                 reporter.encoding(update, info.duration)
+
+        lap("prepare")
         run_ffmpeg(command, on_progress=on_progress, what=f"encoding {source.name}")
+        lap("encode")
         manifest_path = partial.path / MANIFEST_NAME
         try:
             raw_manifest = manifest_path.read_bytes()
@@ -102,21 +125,36 @@ def publish(
             raise MediaError(f"{source}: ffmpeg wrote no manifest (is the input empty?)") from None
         manifest = parse_manifest(raw_manifest)
         check_output(manifest, partial.path, source=source, probed_duration=info.duration)
+        lap("check")
         title = options.title or source.stem
         manifest_path.write_bytes(finish_manifest(raw_manifest, title=title))
         torrent_name, info_hash = torrent_for_folder(
-            partial.path, options.video_id, manifest, announce=options.announce,
+            partial.path,
+            options.video_id,
+            manifest,
+            announce=options.announce,
             progress=(lambda done, total: reporter.hashing(done, total)) if reporter else None,
         )
         entry = make_entry(
-            options.video_id, title, manifest, partial.path, plan,
-            torrent=torrent_name, info_hash=info_hash, source=source.name, version=version,
+            options.video_id,
+            title,
+            manifest,
+            partial.path,
+            plan,
+            torrent=torrent_name,
+            info_hash=info_hash,
+            source=source.name,
+            version=version,
         )
+        lap("torrent")
         partial.commit(entry)
+        lap("commit")
     return entry
 
 
-def check_output(manifest: Manifest, folder: Path, *, source: Path, probed_duration: float | None) -> None:
+def check_output(
+    manifest: Manifest, folder: Path, *, source: Path, probed_duration: float | None
+) -> None:
     """The DASH set on disk is complete and consistent; extra segments are removed."""
     videos = [rep for rep in manifest.representations if rep.kind == "video"]
     if not videos:
@@ -196,7 +234,8 @@ def make_entry(
                 (
                     planned.name
                     for planned in plan.renditions
-                    if (planned.width, planned.height) == (representation.width, representation.height)
+                    if (planned.width, planned.height)
+                    == (representation.width, representation.height)
                 ),
                 f"{representation.height}p",
             )

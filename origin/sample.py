@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 import ffmpeg
-
 from seedcast.errors import UsageError
 
 __all__ = ["build_sample_command", "parse_frame_size"]
@@ -81,8 +80,12 @@ def build_sample_command(
             ).audio
         )
         options.update({"c:a": "aac", "b:a": "128k", "ac": 2})
-    command = ffmpeg.output(*streams, str(output), **options).global_args(
-        "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1"
-    ).overwrite_output()
+    command = (
+        ffmpeg.output(*streams, str(output), **options)
+        .global_args(
+            "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1"
+        )
+        .overwrite_output()
+    )
     argv: list[str] = command.compile(cmd=ffmpeg_binary)
     return argv

@@ -13,8 +13,15 @@
    (no symlinks are followed anywhere under the library), lets
    :func:`~seedcast.origin.serving.decide_file` pick 200/206/304/412/416 and
    the headers, and streams the bytes with a :class:`~seedcast.http11.FileBody`
-   (sendfile; never read into memory);
+   (sendfile; segments are never read into memory). The stat, the headers of
+   a plain 200 and, for files of at most 16 KiB (MPD, init segments), the
+   bytes are kept per catalog snapshot and re-checked every second, so the
+   common request costs one ``stat`` of ``index.json`` and no other syscall
+   before the send;
 4. adds ``X-Served-By: <name>`` to every response.
+
+Hostile paths are counted per reason in ``seedcast_origin_refused_paths_total``
+and logged once per reason at INFO (then at DEBUG), so an attack cannot flood the log.
 
 Viewers: the watch page and ``/catalog`` set a ``seedcast_viewer`` cookie on
 a first visit; every request carrying the cookie counts towards the
@@ -36,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-
 from seedcast.config import ClusterConfig
 from seedcast.http11 import FileBody, Headers, HttpServer, Request, Response, Router
 from seedcast.origin.catalog import Catalog
@@ -74,6 +80,30 @@ _STATIC_TYPES = {
     ".ico": "image/x-icon",
 }
 NO_STORE = "no-store"
+FILE_RECHECK_SECONDS = 1.0
+"""How long a file's lstat is trusted (symlink and replacement checks) within one catalog."""
+MAX_CACHED_FILES = 100_000
+SMALL_FILE_BYTES = 16 * 1024
+"""Files up to this size (MPDs, init segments, torrents of short videos) are kept in memory
+with their validated stat and sent with one write; larger ones are always streamed from disk."""
+_OWN_PREFIXES = frozenset({"watch", "static"})
+_CONDITIONAL_HEADERS = frozenset(
+    {"range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"}
+)
+
+
+@dataclass(slots=True)
+class _FileState:
+    path: str
+    kind: str
+    content_type: str
+    cache_control: str
+    facts: FileFacts
+    headers: Headers
+    """The complete header set of a plain 200 (shared between responses; never mutated)."""
+    checked_at: float
+    content: bytes | None = None
+    """The file's bytes when it is small (read once per version of the file)."""
 
 
 def find_dashjs(configured: str = "") -> Path | None:
@@ -147,6 +177,9 @@ class OriginApp:
         self._segment_cache = f"public, max-age={int(segment_max_age)}, immutable"
         self._catalog = Catalog.empty()
         self._index_stamp: tuple[int, int, int] | None = None
+        self._files: dict[tuple[str, str], _FileState] = {}
+        self._root = str(library.root)
+        self._index_path = str(library.index_path)
         self._served_by = ("X-Served-By", name)
         self.router = Router()
         self.router.add("GET", "/", self._home)
@@ -161,26 +194,47 @@ class OriginApp:
 
     async def __call__(self, request: Request) -> Response:
         check = check_target(request.raw_path)
+        segments = check.segments
         if check.refused is not None:
             response = self._refuse(check.refused, request)
+        elif (
+            len(segments) == 2
+            and request.method in ("GET", "HEAD")
+            and segments[0] not in _OWN_PREFIXES
+        ):
+            # The hot path: a video file; its responses come with every header.
+            return await self._serve_file(request, segments[0], segments[1])
         elif request.method == "OPTIONS":  # CORS preflight, for any path
             response = Response(204, list(PREFLIGHT_HEADERS))
         else:
             response = await self.router(request)
             if response.status == 405:
                 response.headers.set("Allow", ALLOW)
-        response.headers.add(*self._served_by)
-        if "access-control-allow-origin" not in response.headers:
+        return self._finish(response)
+
+    def _finish(self, response: Response) -> Response:
+        """Add X-Served-By and the CORS headers to a response built without them."""
+        headers = response.headers
+        headers.add(*self._served_by)
+        if "access-control-allow-origin" not in headers:
             for key, value in CORS_HEADERS:
-                response.headers.add(key, value)
+                headers.add(key, value)
         return response
 
     def _refuse(self, reason: PathRefused, request: Request) -> Response:
-        self._counters.refused[reason.value] = self._counters.refused.get(reason.value, 0) + 1
-        log.info(
+        seen = self._counters.refused.get(reason.value, 0)
+        self._counters.refused[reason.value] = seen + 1
+        log.log(
+            logging.DEBUG if seen else logging.INFO,
             "refused path",
-            extra={"fields": {"reason": reason.value, "client": request.client[0],
-                              "path": request.raw_path[:200]}},
+            extra={
+                "fields": {
+                    "reason": reason.value,
+                    "client": request.client[0],
+                    "path": request.raw_path[:200],
+                    "count": seen + 1,
+                }
+            },
         )
         status = reason.status
         message = "not found\n" if status == 404 else f"bad request: {reason.value}\n"
@@ -191,7 +245,7 @@ class OriginApp:
     def catalog(self) -> Catalog:
         """The current catalog; re-read when index.json changed (one stat per call)."""
         try:
-            info = os.stat(self.library.index_path)
+            info = os.stat(self._index_path)
             stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
         except OSError:
             stamp = (0, 0, 0)
@@ -199,6 +253,7 @@ class OriginApp:
             try:
                 self._catalog = Catalog(self.library.read_index()) if stamp[0] else Catalog.empty()
                 self._index_stamp = stamp
+                self._files.clear()
                 self._counters.reloads += 1
             except Exception as error:  # keep serving the last good catalog
                 log.warning("library index unreadable", extra={"fields": {"error": str(error)}})
@@ -207,52 +262,110 @@ class OriginApp:
     # --- routes -----------------------------------------------------------------------------
 
     async def _file(self, request: Request) -> Response:
-        video_id = request.path_params["video_id"]
-        name = request.path_params["name"]
-        catalog = self.catalog()
-        moved = catalog.renamed_to(video_id)
-        if moved is not None:
-            return self._redirect(f"/{moved}/{name}", request)
+        """Router entry for ``/<id>/<name>``: only reached to answer 405 for other methods."""
+        return _not_found()  # pragma: no cover (GET and HEAD take the fast path)
+
+    def _file_state(
+        self, catalog: Catalog, video_id: str, name: str
+    ) -> _FileState | PathRefused | None:
+        """What to send for a video file: cached per catalog snapshot, re-checked every second."""
+        key = (video_id, name)
+        now = time.monotonic()
+        state = self._files.get(key)
+        if state is not None and now - state.checked_at < FILE_RECHECK_SECONDS:
+            return state
         served = catalog.served_file(video_id, name)
         if served is None:
-            return _not_found()
-        self.viewers.note(request.headers.get_all("cookie"))
-        folder = self.library.root / video_id
-        path = folder / name
+            return None
+        folder = f"{self._root}/{video_id}"
+        path = f"{folder}/{name}"
         try:
             folder_info = os.lstat(folder)
             info = os.lstat(path)
         except OSError:
-            return _not_found()
+            self._files.pop(key, None)
+            return None
         if stat.S_ISLNK(folder_info.st_mode) or stat.S_ISLNK(info.st_mode):
-            return self._refuse(PathRefused.SYMLINK, request)
+            self._files.pop(key, None)
+            return PathRefused.SYMLINK
         if not stat.S_ISDIR(folder_info.st_mode) or not stat.S_ISREG(info.st_mode):
-            return _not_found()
+            return None
         facts = FileFacts(
             size=info.st_size, mtime=info.st_mtime, inode=info.st_ino, mtime_ns=info.st_mtime_ns
         )
+        if state is not None and state.facts == facts:
+            state.checked_at = now
+            return state
+        cache_control = self._segment_cache if served.immutable else self._manifest_cache
+        full = decide_file(
+            "GET", {}, facts, content_type=served.content_type, cache_control=cache_control
+        )
+        kind = (
+            "segment" if served.immutable else ("manifest" if name.endswith(".mpd") else "torrent")
+        )
+        content = _read_small(path, facts) if facts.size <= SMALL_FILE_BYTES else None
+        state = _FileState(
+            content=content,
+            path=path,
+            kind=kind,
+            content_type=served.content_type,
+            cache_control=cache_control,
+            facts=facts,
+            headers=Headers([*full.headers, self._served_by]),
+            checked_at=now,
+        )
+        if len(self._files) >= MAX_CACHED_FILES:
+            self._files.clear()
+        self._files[key] = state
+        return state
+
+    async def _serve_file(self, request: Request, video_id: str, name: str) -> Response:
+        catalog = self.catalog()
+        moved = catalog.renamed_to(video_id)
+        if moved is not None:
+            return self._finish(self._redirect(f"/{moved}/{name}", request))
+        state = self._file_state(catalog, video_id, name)
+        if state is None:
+            return self._finish(_not_found())
+        if isinstance(state, PathRefused):
+            return self._finish(self._refuse(state, request))
+        counters = self._counters
+        conditional = False
+        for key, value in request.headers.items():
+            lowered = key.lower()
+            if lowered in _CONDITIONAL_HEADERS:
+                conditional = True
+            elif lowered == "cookie":
+                self.viewers.note([value])
+        if not conditional:  # the common case: the whole file, prepared headers
+            counters.files[state.kind] = counters.files.get(state.kind, 0) + 1
+            if request.method == "GET":
+                counters.bytes[state.kind] = counters.bytes.get(state.kind, 0) + state.facts.size
+            if state.content is not None:
+                return Response(200, state.headers, state.content)
+            return Response(200, state.headers, FileBody(state.path, 0, state.facts.size))
         decision = decide_file(
             request.method,
             request.headers.get,
-            facts,
-            content_type=served.content_type,
-            cache_control=self._segment_cache if served.immutable else self._manifest_cache,
+            state.facts,
+            content_type=state.content_type,
+            cache_control=state.cache_control,
         )
-        kind = "segment" if served.immutable else ("manifest" if name.endswith(".mpd") else "torrent")
-        counters = self._counters
         if decision.status == 304:
             counters.not_modified += 1
         elif decision.status == 206:
             counters.partial += 1
+        headers = Headers([*decision.headers, self._served_by])
         if not decision.has_body:
-            return Response(decision.status, decision.headers)
-        counters.files[kind] = counters.files.get(kind, 0) + 1
+            return Response(decision.status, headers)
+        counters.files[state.kind] = counters.files.get(state.kind, 0) + 1
         if request.method == "GET":
-            counters.bytes[kind] = counters.bytes.get(kind, 0) + decision.length
+            counters.bytes[state.kind] = counters.bytes.get(state.kind, 0) + decision.length
+        if state.content is not None:
+            end = decision.offset + decision.length
+            return Response(decision.status, headers, state.content[decision.offset : end])
         return Response(
-            decision.status,
-            decision.headers,
-            FileBody(path, decision.offset, decision.length),
+            decision.status, headers, FileBody(state.path, decision.offset, decision.length)
         )
 
     async def _video_root(self, request: Request) -> Response:
@@ -273,7 +386,10 @@ class OriginApp:
         return Response.text(
             status,
             f"moved to {location}\n",
-            [("Location", location), ("Cache-Control", "public, max-age=3600" if permanent else "no-cache")],
+            [
+                ("Location", location),
+                ("Cache-Control", "public, max-age=3600" if permanent else "no-cache"),
+            ],
         )
 
     async def _healthz(self, request: Request) -> Response:
@@ -294,18 +410,18 @@ class OriginApp:
 
     async def _home(self, request: Request) -> Response:
         catalog = self.catalog()
-        items = "\n".join(
-            f'<li><a href="/watch/{html.escape(entry["id"])}">{html.escape(entry["title"])}</a> '
-            f'({entry["duration"]:.0f} s) · <a href="{html.escape(entry["manifest"])}">MPD</a></li>'
-            for entry in catalog.to_json()["videos"]
-        ) or "<li>no videos yet: <code>seedcast publish FILE --id ID</code></li>"
+        items = (
+            "\n".join(_home_item(entry) for entry in catalog.to_json()["videos"])
+            or "<li>no videos yet: <code>seedcast publish FILE --id ID</code></li>"
+        )
         page = (
             "<!doctype html><meta charset=utf-8><title>Seedcast origin</title>"
             f"<h1>Seedcast origin {html.escape(self.name)}</h1><ul>{items}</ul>"
             '<p><a href="/catalog">catalog (JSON)</a> · <a href="/metrics">metrics</a></p>'
         )
-        return Response.text(200, page, [("Cache-Control", "no-cache")],
-                             content_type="text/html; charset=utf-8")
+        return Response.text(
+            200, page, [("Cache-Control", "no-cache")], content_type="text/html; charset=utf-8"
+        )
 
     async def _watch(self, request: Request) -> Response:
         video_id = request.path_params["video_id"]
@@ -318,8 +434,9 @@ class OriginApp:
             return _not_found(f"no video {video_id!r} here (see /catalog)\n")
         headers = [("Cache-Control", "no-cache"), *self._viewer_headers(request)]
         if self.dashjs is None or not self.dashjs.is_file():
-            return Response.text(503, _dashjs_missing_page(), headers,
-                                 content_type="text/html; charset=utf-8")
+            return Response.text(
+                503, _dashjs_missing_page(), headers, content_type="text/html; charset=utf-8"
+            )
         template = (STATIC_DIR / "watch.html").read_text(encoding="utf-8")
         manifest = json.dumps(f"/{video_id}/{entry.manifest}").replace("</", "<\\/")
         page = (
@@ -350,15 +467,17 @@ class OriginApp:
         decision = decide_file(
             request.method,
             request.headers.get,
-            FileFacts(size=info.st_size, mtime=info.st_mtime, inode=info.st_ino,
-                      mtime_ns=info.st_mtime_ns),
+            FileFacts(
+                size=info.st_size, mtime=info.st_mtime, inode=info.st_ino, mtime_ns=info.st_mtime_ns
+            ),
             content_type=content_type,
             cache_control="public, max-age=3600",
         )
         if not decision.has_body:
             return Response(decision.status, decision.headers)
-        return Response(decision.status, decision.headers,
-                        FileBody(path, decision.offset, decision.length))
+        return Response(
+            decision.status, decision.headers, FileBody(path, decision.offset, decision.length)
+        )
 
     # --- statistics -------------------------------------------------------------------------
 
@@ -378,6 +497,35 @@ class OriginApp:
             redirects=counters.redirects,
             index_reloads=counters.reloads,
         )
+
+
+def _home_item(entry: Mapping[str, Any]) -> str:
+    watch = html.escape(f"/watch/{entry['id']}")
+    manifest = html.escape(entry["manifest"])
+    return (
+        f'<li><a href="{watch}">{html.escape(entry["title"])}</a> '
+        f'({entry["duration"]:.0f} s) · <a href="{manifest}">MPD</a></li>'
+    )
+
+
+def _read_small(path: str, facts: FileFacts) -> bytes | None:
+    """The bytes of a small file, if it still is the file ``facts`` describe (else None)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(descriptor)
+        if (info.st_ino, info.st_size, info.st_mtime_ns) != (
+            facts.inode,
+            facts.size,
+            facts.mtime_ns,
+        ):
+            return None
+        data = os.pread(descriptor, facts.size + 1, 0)
+    finally:
+        os.close(descriptor)
+    return data if len(data) == facts.size else None
 
 
 def _not_found(message: str = "not found\n") -> Response:
@@ -495,9 +643,16 @@ async def serve(
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(server.serve, [listen or config.origin.listen])
         addresses = [f"{host}:{port}" for host, port in bound]
-        log.info("origin serving", extra={"fields": {"addresses": ",".join(addresses),
-                                                     "videos": len(app.catalog()),
-                                                     "dashjs": str(app.dashjs or "missing")}})
+        log.info(
+            "origin serving",
+            extra={
+                "fields": {
+                    "addresses": ",".join(addresses),
+                    "videos": len(app.catalog()),
+                    "dashjs": str(app.dashjs or "missing"),
+                }
+            },
+        )
         task_status.started(addresses)
 
 
@@ -518,9 +673,13 @@ def serve_origin_role(
     holder: dict[str, OriginApp] = {}
 
     async def serve_fn(task_status: Any) -> None:
-        await serve(config, name, listen=listen,
-                    on_ready=lambda app, server: holder.__setitem__("app", app),
-                    task_status=task_status)
+        await serve(
+            config,
+            name,
+            listen=listen,
+            on_ready=lambda app, server: holder.__setitem__("app", app),
+            task_status=task_status,
+        )
 
     def statistics() -> dict[str, float | int | str]:
         app = holder.get("app")
@@ -535,7 +694,8 @@ def serve_origin_role(
         }
 
     started = time.monotonic()
-    code = run_role(role="origin", name=name, config=config, serve=serve_fn, statistics=statistics,
-                    debug=debug)
+    code = run_role(
+        role="origin", name=name, config=config, serve=serve_fn, statistics=statistics, debug=debug
+    )
     log.debug("origin stopped", extra={"fields": {"uptime": round(time.monotonic() - started, 1)}})
     return code

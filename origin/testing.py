@@ -29,8 +29,8 @@ from seedcast.origin.library import Library, Rendition, VideoEntry
 
 __all__ = [
     "SYNTHETIC_VERSION",
-    "config_for",
     "OriginProcess",
+    "config_for",
     "make_sample",
     "publish_cli",
     "seedcast_command",
@@ -55,19 +55,34 @@ def seedcast_command(*args: str, data_dir: Path | None = None) -> list[str]:
 
 def _run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        list(command), capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False,
+        list(command),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
         stdin=subprocess.DEVNULL,
     )
 
 
-def make_sample(path: Path, *, seconds: float = 8, size: str = "960x540", fps: int = 30,
-                audio: bool = True) -> Path:
+def make_sample(
+    path: Path, *, seconds: float = 8, size: str = "960x540", fps: int = 30, audio: bool = True
+) -> Path:
     """Make a sample video with ``seedcast sample`` unless ``path`` already exists."""
     path = Path(path)
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    args = ["sample", "--seconds", f"{seconds:g}", "--size", size, "--fps", str(fps), "--out", str(path)]
+    args = [
+        "sample",
+        "--seconds",
+        f"{seconds:g}",
+        "--size",
+        size,
+        "--fps",
+        str(fps),
+        "--out",
+        str(path),
+    ]
     if not audio:
         args.append("--no-audio")
     result = _run(seedcast_command(*args))
@@ -76,16 +91,28 @@ def make_sample(path: Path, *, seconds: float = 8, size: str = "960x540", fps: i
     return path
 
 
-def publish_cli(source: Path, data_dir: Path, video_id: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def publish_cli(
+    source: Path, data_dir: Path, video_id: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
     """Run ``seedcast --data DIR publish SOURCE --id ID`` and return the finished process."""
-    return _run(seedcast_command("publish", str(source), "--id", video_id, *extra, data_dir=data_dir))
+    return _run(
+        seedcast_command("publish", str(source), "--id", video_id, *extra, data_dir=data_dir)
+    )
 
 
 class OriginProcess:
     """``seedcast origin`` as a child process on 127.0.0.1 with a free port."""
 
-    def __init__(self, data_dir: Path, *, name: str = "origin-test", host: str = "127.0.0.1",
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        name: str = "origin-test",
+        host: str = "127.0.0.1",
+        extra_env: dict[str, str] | None = None,
+        command_prefix: Sequence[str] = (),
+    ) -> None:
+        self.command_prefix = list(command_prefix)
         self.data_dir = Path(data_dir)
         self.name = name
         self.host = host
@@ -107,8 +134,10 @@ class OriginProcess:
         env = {**os.environ, **self.extra_env}
         env.pop("SEEDCAST_CONTROL", None)
         self.process = subprocess.Popen(
-            seedcast_command("origin", "--listen", f"{self.host}:0", "--name", self.name,
-                             data_dir=self.data_dir),
+            self.command_prefix
+            + seedcast_command(
+                "origin", "--listen", f"{self.host}:0", "--name", self.name, data_dir=self.data_dir
+            ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -123,7 +152,8 @@ class OriginProcess:
         return self
 
     def _read_log(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
+        assert self.process is not None
+        assert self.process.stderr is not None
         for line in self.process.stderr:
             self.log_lines.append(line.rstrip("\n"))
             if not self._ready.is_set():
@@ -147,6 +177,8 @@ class OriginProcess:
                 process.wait(STOP_TIMEOUT)
         if self._reader is not None:
             self._reader.join(STOP_TIMEOUT)
+        if process.stderr is not None:
+            process.stderr.close()
         return process.returncode
 
     def __exit__(
@@ -191,16 +223,20 @@ MANIFEST = b"""<?xml version="1.0" encoding="utf-8"?>
 """
 
 
-def write_synthetic_video(library: Library, video_id: str, *, segment_size: int = SEGMENT_SIZE) -> VideoEntry:
+def write_synthetic_video(
+    library: Library, video_id: str, *, segment_size: int = SEGMENT_SIZE
+) -> VideoEntry:
     """Publish a fake (not decodable) 3-segment video straight through the Library API."""
     with library.publishing(video_id) as partial:
         (partial.path / "manifest.mpd").write_bytes(MANIFEST)
         for representation in ("0", "1"):
-            (partial.path / f"init-{SYNTHETIC_VERSION}-{representation}.m4s").write_bytes(b"init" + representation.encode())
+            (partial.path / f"init-{SYNTHETIC_VERSION}-{representation}.m4s").write_bytes(
+                b"init" + representation.encode()
+            )
             for number in (1, 2, 3):
-                (partial.path / f"chunk-{SYNTHETIC_VERSION}-{representation}-{number:05d}.m4s").write_bytes(
-                    segment_bytes(representation, number, segment_size)
-                )
+                (
+                    partial.path / f"chunk-{SYNTHETIC_VERSION}-{representation}-{number:05d}.m4s"
+                ).write_bytes(segment_bytes(representation, number, segment_size))
         (partial.path / f"{video_id}.torrent").write_bytes(b"d4:infod4:name1:xee")
         (partial.path / "notes.txt").write_bytes(b"not served")
         entry = VideoEntry(
@@ -210,7 +246,9 @@ def write_synthetic_video(library: Library, video_id: str, *, segment_size: int 
             segment_seconds=2.0,
             segment_count=3,
             renditions=(
-                Rendition("0", "video", "540p", "video/mp4", "avc1.64001f", 1500000, 960, 540, "30/1"),
+                Rendition(
+                    "0", "video", "540p", "video/mp4", "avc1.64001f", 1500000, 960, 540, "30/1"
+                ),
                 Rendition("1", "audio", "audio 128k", "audio/mp4", "mp4a.40.2", 128000),
             ),
             bytes=len(MANIFEST) + 6 * segment_size,
@@ -226,4 +264,6 @@ def write_synthetic_video(library: Library, video_id: str, *, segment_size: int 
 def config_for(data_dir: Path) -> ClusterConfig:
     """The built-in cluster config with its data dir at ``data_dir``."""
     base = default_config()
-    return dataclasses.replace(base, cluster=dataclasses.replace(base.cluster, data_dir=str(data_dir)))
+    return dataclasses.replace(
+        base, cluster=dataclasses.replace(base.cluster, data_dir=str(data_dir))
+    )

@@ -9,9 +9,9 @@ connected peers and gets back the set to keep unchoked.
   (when seeding: to whom we upload fastest), ties broken at random.
   Peers that snub us (interested in them, nothing received for a minute)
   are left out of regular slots: anti-snubbing.
-* Between rounds, a slot freed by a peer that left or lost interest is filled
-  at once with the next best candidate, so upload capacity never idles for
-  10 seconds.
+* Between rounds, a slot freed by a peer that left or lost interest, or that
+  stays unchoked without asking for anything (``idle``), is filled at once
+  with the next best candidate, so upload capacity never idles for 10 seconds.
 * One optimistic unchoke (plus one more per snubbing peer, up to the number
   of regular slots) rotates every ``optimistic_interval`` (30 s) to a random
   choked interested peer; peers connected for less than ``new_peer_seconds``
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 __all__ = ["ChokeDecision", "Choker", "ChokerPeer", "is_snubbed"]
 
 SNUB_SECONDS = 60.0
+SEED_POLICIES = ("fastest-upload", "round-robin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,11 @@ class ChokerPeer:
     """Bytes/s we send the peer (recent average)."""
     connected_at: float
     snubbed: bool = False
+    uploaded: int = 0
+    """Bytes we sent the peer so far (the round-robin seeding policy)."""
+    idle: bool = False
+    """Unchoked, interested, yet it asked for nothing lately: everything it
+    lacks from us is on its way from others. Its slot goes to another peer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +77,11 @@ class Choker:
         optimistic_interval: float = 30.0,
         new_peer_seconds: float = 60.0,
         new_peer_weight: float = 3.0,
+        seed_policy: str = "fastest-upload",
     ) -> None:
+        if seed_policy not in SEED_POLICIES:
+            raise ValueError(f"seed_policy must be one of {', '.join(SEED_POLICIES)}")
+        self.seed_policy = seed_policy
         self._rng = rng
         self.regular_slots = regular_slots
         self.optimistic_slots = optimistic_slots
@@ -86,17 +96,25 @@ class Choker:
 
     def decide(self, now: float, peers: Sequence[ChokerPeer], *, seeding: bool) -> ChokeDecision:
         by_key = {peer.key: peer for peer in peers}
-        interested = {peer.key for peer in peers if peer.interested}
+        interested = {peer.key for peer in peers if peer.interested and not peer.idle}
         self._regular = [key for key in self._regular if key in interested]
         self._optimistic = [key for key in self._optimistic if key in interested]
 
-        def rate(peer: ChokerPeer) -> float:
-            return peer.upload_rate if seeding else peer.download_rate
+        def rank(peer: ChokerPeer) -> float:
+            if not seeding:
+                return peer.download_rate
+            if self.seed_policy == "round-robin":
+                return -peer.uploaded
+            return peer.upload_rate
 
-        candidates = [peer for peer in peers if peer.interested and (seeding or not peer.snubbed)]
-        # Random tie break: shuffle, then a stable sort by rate.
+        candidates = [
+            peer
+            for peer in peers
+            if peer.interested and not peer.idle and (seeding or not peer.snubbed)
+        ]
+        # Random tie break: shuffle, then a stable sort.
         self._rng.shuffle(candidates)
-        candidates.sort(key=rate, reverse=True)
+        candidates.sort(key=rank, reverse=True)
 
         if self._next_round is None or now >= self._next_round:
             self._regular = [peer.key for peer in candidates[: self.regular_slots]]
@@ -139,6 +157,7 @@ class Choker:
             peer
             for peer in peers
             if peer.interested
+            and not peer.idle
             and peer.key not in self._regular
             and peer.key not in self._optimistic
             and peer.key not in exclude

@@ -128,6 +128,10 @@ class SwarmSettings:
     write_timeout: float = 60.0
     keepalive_interval: float = 60.0
     request_timeout: float = 20.0
+    seed_policy: str = "fastest-upload"
+    """Whom a seed unchokes: "fastest-upload" or "round-robin" (least served first)."""
+    idle_unchoke_seconds: float = 2.0
+    """An unchoked peer that asks for nothing this long gives its slot to another."""
     request_seconds: float = 3.0
     min_request_queue: int = 4
     max_request_queue: int = 500
@@ -205,6 +209,8 @@ class _Connection:
         "drained",
         "interested_since",
         "last_block_at",
+        "last_request_at",
+        "unchoked_at",
         "last_received",
         "last_sent",
         "listen_address",
@@ -240,6 +246,8 @@ class _Connection:
         self.last_sent = now
         self.interested_since: float | None = None
         self.last_block_at: float | None = None
+        self.last_request_at = now
+        self.unchoked_at = now
         self.down_meter = RateMeter(now)
         self.up_meter = RateMeter(now)
         self.outbox = bytearray()
@@ -317,6 +325,7 @@ class Swarm:
             optimistic_slots=self.settings.optimistic_unchokes,
             interval=self.settings.choke_interval,
             optimistic_interval=self.settings.optimistic_interval,
+            seed_policy=self.settings.seed_policy,
         )
         self.upload_bucket = (
             TokenBucket(self.settings.upload_rate) if self.settings.upload_rate else None
@@ -352,6 +361,7 @@ class Swarm:
         self.protocol_errors: Counter[str] = Counter()
         self.tracker_errors = 0
         self.last_announce: AnnounceResponse | None = None
+        self._http: Any = None
 
     # -- public API -----------------------------------------------------------
 
@@ -671,6 +681,7 @@ class Swarm:
             self._after_peer_pieces(conn, now)
         elif isinstance(event, Request):
             block = event.block
+            conn.last_request_at = now
             if not picker.has(block.index):
                 raise RemoteProtocolError(
                     f"request for piece {block.index}, which we never announced",
@@ -916,6 +927,8 @@ class Swarm:
                 upload_rate=conn.up_meter.rate(now),
                 connected_at=conn.connected_at,
                 snubbed=is_snubbed(now, conn.interested_since, conn.last_block_at),
+                idle=self._idle(conn, now),
+                uploaded=conn.up_meter.total,
             )
             for conn in established
         ]
@@ -924,9 +937,17 @@ class Swarm:
             if conn in decision.unchoked:
                 if conn.wire.am_choking:
                     conn.send(Unchoke())
+                    conn.unchoked_at = now
             elif not conn.wire.am_choking:
                 conn.send(Choke())
                 conn.upload_queue.clear()
+
+    def _idle(self, conn: _Connection, now: float) -> bool:
+        """Unchoked for a while and asking us for nothing."""
+        if conn.wire.am_choking or conn.wire.remote_requests or conn.upload_queue:
+            return False
+        grace = self.settings.idle_unchoke_seconds
+        return now - conn.unchoked_at > grace and now - conn.last_request_at > grace
 
     def _housekeeping(self, now: float) -> None:
         settings = self.settings
@@ -1030,7 +1051,19 @@ class Swarm:
     async def _get(self, url: str) -> bytes:
         if self._fetch is not None:
             return await self._fetch(url, self.settings.local_address)
-        return await http_get(url, self.settings.local_address, self.settings.announce_timeout)
+        if self._http is None:
+            timeout = self.settings.announce_timeout
+            self._http = _http_client_class()(
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                max_connections_per_host=2,
+                local_address=self.settings.local_address,
+            )
+        response = await self._http.request("GET", url)
+        if response.status != 200:
+            raise TransportError(f"tracker answered HTTP {response.status}")
+        content: bytes = response.content
+        return content
 
     async def _tracker_loop(self) -> None:
         event: AnnounceEvent | None = AnnounceEvent.STARTED
@@ -1060,21 +1093,19 @@ class Swarm:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(_STOPPED_ANNOUNCE_SECONDS):
                 await self.announce(AnnounceEvent.STOPPED, quiet=True)
+                if self._http is not None:
+                    await self._http.aclose()
+                    self._http = None
 
 
-async def http_get(url: str, local_address: str | None, timeout: float) -> bytes:
-    """GET ``url`` with Seedcast's HTTP client; the body, or TransportError/ProtocolError."""
+def _http_client_class() -> Any:
     try:
-        from seedcast.http11 import HttpClient
-    except ImportError:  # the shared HTTP client is not built yet
-        raise NotReadyError("no HTTP client (seedcast.http11.HttpClient) for announces") from None
-
-    client = HttpClient(connect_timeout=timeout, read_timeout=timeout, local_address=local_address)
-    try:
-        response = await client.request("GET", url)
-    finally:
-        await client.aclose()
-    if response.status != 200:
-        raise TransportError(f"tracker answered HTTP {response.status}")
-    content: bytes = response.content
-    return content
+        from seedcast.http11 import HttpClient  # type: ignore[attr-defined]
+    except ImportError:
+        try:
+            from seedcast.http11._client import HttpClient
+        except ImportError:  # the shared HTTP client is not built yet
+            raise NotReadyError(
+                "no HTTP client (seedcast.http11.HttpClient) for announces"
+            ) from None
+    return HttpClient

@@ -301,7 +301,11 @@ class PeerWire:
                 self._position += HANDSHAKE_LENGTH
                 events.append(self._receive_handshake(Handshake(info_hash, peer_id, reserved)))
                 continue
-            if self.sent_handshake is None or available < 4:
+            if self.sent_handshake is None:
+                if available > MAX_MESSAGE_LENGTH + 4:
+                    raise _fail("flood before our handshake was sent", "oversized")
+                break
+            if available < 4:
                 break
             (length,) = _U32.unpack_from(buffer, self._position)
             if length > MAX_MESSAGE_LENGTH:

@@ -164,7 +164,8 @@ SCHEMA: Final[Mapping[str, tuple[Kind, Mapping[str, FieldSpec]]]] = {
     "wait-ready": (Kind.REQUEST, {"name": _STR, "after_pid": _OPT_INT}),
     "drain": (Kind.REQUEST, {}),
     "shutdown": (Kind.REQUEST, {"deadline": _OPT_NUMBER}),
-    "purge": (Kind.REQUEST, {"prefix": _STR}),
+    # Edges: a path prefix or a video id (the edge checks that one is given).
+    "purge": (Kind.REQUEST, {"prefix": _OPT_STR, "video": _OPT_STR}),
     "set-rate": (Kind.REQUEST, {"upload": _OPT_NUMBER, "download": _OPT_NUMBER}),
     "ok": (Kind.REPLY, {"result": _MAP}),
     "error": (Kind.REPLY, {"code": _STR, "message": _STR}),
@@ -281,7 +282,7 @@ def decode_payload(payload: bytes) -> ControlMessage | MalformedMessage:
     if not isinstance(body, dict):
         return MalformedMessage(ErrorCode.MALFORMED, "a message must be a map")
     raw_id = body.get("id")
-    message_id = raw_id if _is_int(raw_id) and raw_id >= 0 else None
+    message_id = raw_id if isinstance(raw_id, int) and _is_int(raw_id) and raw_id >= 0 else None
     message_type = body.get("type")
     if not isinstance(message_type, str):
         return MalformedMessage(ErrorCode.MALFORMED, "missing type", message_id)
@@ -399,8 +400,9 @@ class ControlChannel:
 
     ``run(handler)`` reads until the connection closes: replies go to the
     matching ``request`` call; requests and notifications go to ``handler``
-    (each request in its own task, answered with what it returns, or with an
-    ``error`` when it raises). Malformed input is answered with an ``error``;
+    (notifications in order, on the reading task, so their handling must be
+    quick; each request in its own task, answered with what it returns, or
+    with an ``error`` when it raises). Malformed input is answered with an ``error``;
     nothing the other side sends raises out of ``run``.
     """
 
@@ -475,7 +477,11 @@ class ControlChannel:
             self._pending.pop(message_id, None)
 
     async def run(self, handler: Handler = _no_handler) -> None:
-        """Read and dispatch until the connection closes; then fail pending requests."""
+        """Read and dispatch until the connection closes; then fail pending requests.
+
+        The stream is closed when this returns (EOF, a fatal framing error, or
+        cancellation).
+        """
         try:
             async with trio.open_nursery() as nursery:
                 await self._read_loop(handler, nursery)
@@ -485,6 +491,8 @@ class ControlChannel:
             for pending in list(self._pending.values()):
                 pending.close()
             self._pending.clear()
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
 
     async def _read_loop(self, handler: Handler, nursery: trio.Nursery) -> None:
         while True:
@@ -500,7 +508,7 @@ class ControlChannel:
                 return
             if event is NEED_DATA:
                 try:
-                    data = await self.stream.receive_some(65536)
+                    data = bytes(await self.stream.receive_some(65536))
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     data = b""
                 self._codec.receive_data(data)
@@ -525,7 +533,7 @@ class ControlChannel:
                 elif event.type == "error" and event.reply_to is None:
                     # An error about nothing we asked: the other side reports a
                     # failure of its own (e.g. a role that could not start).
-                    nursery.start_soon(self._dispatch, handler, event)
+                    await self._dispatch(handler, event)
                 elif event.type == "error":
                     log.warning(
                         "control error from peer",
@@ -538,7 +546,12 @@ class ControlChannel:
                         },
                     )
                 continue
-            nursery.start_soon(self._dispatch, handler, event)
+            if event.kind is Kind.NOTIFICATION:
+                # In order (hello before ready), on the reader: handlers must be quick.
+                await self._dispatch(handler, event)
+            else:
+                # Requests run concurrently: a slow one must not hold up the rest.
+                nursery.start_soon(self._dispatch, handler, event)
 
     async def _dispatch(self, handler: Handler, message: ControlMessage) -> None:
         try:

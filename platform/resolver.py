@@ -175,7 +175,8 @@ class ResolverCache:
         )
         if soa is None:
             return
-        negative_ttl = min(soa.ttl, soa[0].minimum)  # type: ignore[attr-defined]
+        minimum: int = soa[0].minimum
+        negative_ttl = min(soa.ttl, minimum)
         if rcode == dns.rcode.NXDOMAIN:
             # NXDOMAIN is about the name, whatever the type.
             for kind_type in (rdtype, dns.rdatatype.CNAME):
@@ -212,7 +213,8 @@ def _end_of_chain(response: dns.message.Message, qname: str) -> str:
         cname = _find(response.answer, current, dns.rdatatype.CNAME)
         if cname is None:
             break
-        current = _key(cname[0].target)  # type: ignore[attr-defined]
+        target: dns.name.Name = cname[0].target
+        current = _key(target)
     return current
 
 
@@ -221,7 +223,8 @@ class StubResolver:
 
     ``local_address`` binds every UDP socket and TCP connection to that source
     address. ``timeout`` is per attempt; ``attempts`` UDP tries before
-    :class:`ReadTimeout`.
+    :class:`ReadTimeout`. ``payload`` is the EDNS UDP size offered (None: no
+    EDNS, so answers over 512 bytes come truncated and are fetched over TCP).
     """
 
     def __init__(
@@ -232,6 +235,7 @@ class StubResolver:
         timeout: float = 2.0,
         attempts: int = 2,
         cache: ResolverCache | None = None,
+        payload: int | None = EDNS_PAYLOAD,
     ) -> None:
         host, port = parse_host_port(server, default_port=53)
         self.server = (host, port)
@@ -239,6 +243,7 @@ class StubResolver:
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self.cache = cache if cache is not None else ResolverCache()
+        self.payload = payload
         self.udp_queries = 0
         self.tcp_queries = 0
         self.truncated = 0
@@ -304,9 +309,12 @@ class StubResolver:
         answer = await self.resolve(host, "A")
         return answer.records[0]
 
-    async def query(self, name: str, rdtype: int) -> dns.message.Message:
+    async def query(self, name: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
         """One exchange, no cache: UDP, then TCP if the answer is truncated."""
-        query = dns.message.make_query(name, rdtype, use_edns=0, payload=EDNS_PAYLOAD)
+        if self.payload is None:
+            query = dns.message.make_query(name, rdtype)
+        else:
+            query = dns.message.make_query(name, rdtype, use_edns=0, payload=self.payload)
         query.flags &= ~dns.flags.RD
         response = await self._udp(query)
         if response.flags & dns.flags.TC:

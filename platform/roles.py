@@ -287,7 +287,15 @@ class RoleRunner:
             )
         if self.state not in ("ready", "draining"):
             raise ControlError(ErrorCode.UNAVAILABLE, f"{self.name} is {self.state}")
-        result = await handler(dict(message.fields, type=message.type))
+        fields = dict(message.fields, type=message.type)
+        if message.type == "purge":
+            # "id" is the envelope's message id on the wire; handlers take the video as "id".
+            video = fields.pop("video", None)
+            if video is not None:
+                fields["id"] = video
+            if fields.get("prefix") is None:
+                fields.pop("prefix", None)
+        result = await handler(fields)
         return "ok", {"result": dict(result or {})}
 
     def status_fields(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ client sent comes back) patched in. Anything unusual takes the slow path.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import random
 from dataclasses import dataclass
 from enum import IntEnum
@@ -45,6 +46,7 @@ import dns.opcode
 import dns.rcode
 import dns.rdata
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
 import dns.rrset
 from seedcast.config import ClusterConfig, SteeredName
@@ -60,6 +62,8 @@ from seedcast.edge.nameserver.statistics import (
 from seedcast.edge.nameserver.zones import Found, Zone, ZoneSet, load_zones
 from seedcast.errors import ConfigError
 from seedcast.units import parse_host_port
+
+log = logging.getLogger("seedcast.dns")
 
 MAX_CHAIN = 8
 """CNAME hops followed inside our zones before answering with the chain so far."""
@@ -202,11 +206,16 @@ class Answerer:
         self.zones = zones or load_zones(
             settings.zones, nameserver_address=listen_host, base_dir=base_dir
         )
-        self.health = health or HealthTracker(
-            [edge.name for edge in config.edges],
-            window=settings.health_window,
-            threshold=settings.health_threshold,
-        )
+        if health is None:
+            try:
+                health = HealthTracker(
+                    [edge.name for edge in config.edges],
+                    window=settings.health_window,
+                    threshold=settings.health_threshold,
+                )
+            except ValueError as error:
+                raise ConfigError(f"{config.source}: dns.health_threshold: {error}") from None
+        self.health = health
         self.steering = Steering.from_config(config, self.health)
         self.locator = Locator(config.regions)
         self.rng = rng
@@ -240,6 +249,7 @@ class Answerer:
         self._plans: dict[bytes, _Plan] = {}
         self._rendered: dict[tuple[Any, ...], _Entry] = {}
         self.counters = Counters()
+        self._malformed_logged = False
 
     # -- the hot path -------------------------------------------------------
 
@@ -344,19 +354,27 @@ class Answerer:
             return self._drop("response")
         try:
             query = dns.message.from_wire(wire)
-        except Exception:
-            return self._formerr(wire, client, transport, now)
+        except Exception as error:  # any parse failure of a peer's bytes is FORMERR
+            return self._formerr(wire, client, transport, now, error)
         try:
             return self._respond(query, wire, client, transport, now, scan, plan, selection)
-        except Exception:
-            return self._formerr(wire, client, transport, now)
+        except Exception as error:  # hostile input must never take the server down
+            return self._formerr(wire, client, transport, now, error)
 
-    def _drop(self, reason: str) -> None:
+    def _drop(self, reason: str) -> bytes | None:
+        """Count a packet we answer with silence; returns None (nothing to send)."""
         self.counters.dropped[reason] = self.counters.dropped.get(reason, 0) + 1
         return None
 
-    def _formerr(self, wire: bytes, client: str, transport: Transport, now: float) -> bytes | None:
+    def _formerr(
+        self, wire: bytes, client: str, transport: Transport, now: float, error: Exception
+    ) -> bytes | None:
         """A header-only FORMERR: ID and opcode echoed, nothing else trusted."""
+        (log.debug if self._malformed_logged else log.info)(
+            "malformed query (answered FORMERR; further ones are logged at debug level)",
+            extra={"fields": {"client": client, "error": f"{type(error).__name__}: {error}"}},
+        )
+        self._malformed_logged = True
         response = wire[:2] + bytes([0x80 | (wire[2] & 0x79), dns.rcode.FORMERR]) + b"\x00" * 8
         entry = _Entry(response, "none", "FORMERR", (), False)
         return self._send(response, entry, wire, 12, client, transport, now)
@@ -403,7 +421,7 @@ class Answerer:
                 resolution = self._resolve(
                     question.name, qtype, client, ecs, plan_hint, selection_hint
                 )
-        response.set_rcode(resolution.rcode)
+        response.set_rcode(dns.rcode.Rcode.make(resolution.rcode))
         if resolution.authoritative:
             response.flags |= dns.flags.AA
         response.answer = resolution.answer or []
@@ -437,13 +455,13 @@ class Answerer:
         else:
             limit = CLASSIC_UDP_SIZE
         try:
-            return response.to_wire(max_size=limit), False
+            return response.to_wire(max_size=limit, want_shuffle=False), False
         except dns.exception.TooBig:
             response.answer = []
             response.authority = []
             response.additional = []
             response.flags |= dns.flags.TC
-            return response.to_wire(max_size=limit), True
+            return response.to_wire(max_size=limit, want_shuffle=False), True
 
     def _remember(
         self, wire: bytes, scan: _Scan, transport: Transport, resolution: _Resolution, entry: _Entry
@@ -455,9 +473,10 @@ class Answerer:
         plan = resolution.plan
         selection = resolution.selection if plan.steered is not None else None
         key = (question, wire[2] & 0x01, wire[3] & 0x10, opt, transport, selection)
-        for table in (self._plans, self._rendered):
-            if len(table) >= self._cache_limit:
-                del table[next(iter(table))]
+        if len(self._plans) >= self._cache_limit:
+            del self._plans[next(iter(self._plans))]
+        if len(self._rendered) >= self._cache_limit:
+            del self._rendered[next(iter(self._rendered))]
         self._plans[question] = plan
         self._rendered[key] = entry
 
@@ -541,7 +560,7 @@ class Answerer:
                 if not node.rdatasets:
                     result.authority.append(zone.soa)
                 return result
-            rdataset = node.get_rdataset(dns.rdataclass.IN, qtype)
+            rdataset = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RdataType.make(qtype))
             if rdataset is not None:
                 rrset = _rrset(current, rdataset)
                 result.answer.append(rrset)
@@ -553,7 +572,7 @@ class Answerer:
                 return result
             result.answer.append(_rrset(current, cname))
             seen.add(current)
-            target: dns.name.Name = cname[0].target  # type: ignore[attr-defined]
+            target: dns.name.Name = cname[0].target
             next_zone = self.zones.find(target)
             if next_zone is None or target in seen:
                 return result  # out of our zones (the resolver follows) or a loop
@@ -578,10 +597,8 @@ class Answerer:
                     result.additional.append(glue)
 
 
-def _rrset(owner: dns.name.Name, rdataset: Any) -> dns.rrset.RRset:
-    rrset = dns.rrset.RRset(owner, rdataset.rdclass, rdataset.rdtype)
-    rrset.update(rdataset)
-    return rrset
+def _rrset(owner: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rrset.RRset:
+    return dns.rrset.from_rdata_list(owner, rdataset.ttl, list(rdataset))
 
 
 def _client_subnet(query: dns.message.Message) -> dns.edns.ECSOption | None:

@@ -94,6 +94,8 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
             f"{args.outstanding} outstanding; server on cpu {args.server_cpu}, "
             f"dnsperf on cpu {args.client_cpu}"
         )
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        print(f"load average before the runs: {load:.2f} on {os.cpu_count()} cores")
         address = _free_address("127.0.53.11")
         metrics = _free_address("127.0.53.11", tcp=True)
         ours = [
@@ -394,7 +396,7 @@ def _check_answers(host: str, port: int) -> int:
     ]
     for _ in range(2):
         for name, option in cases:
-            options = [option] if option is not None else []
+            options: list[dns.edns.Option] = [option] if option is not None else []
             query = dns.message.make_query(name, "A", use_edns=0, options=options)
             try:
                 response = dns.query.udp(query, host, port=port, timeout=2)
@@ -435,12 +437,12 @@ def _report(results: list[Result]) -> None:
     console.print(table)
     if ours is None:
         return
-    goals = {"dnspython": 3.0, "knot": 0.25}
+    goals: dict[str, float] = {"dnspython": 3.0, "knot": 0.25}
     for result in results:
         if result.server in goals and result.queries_per_second > 0:
-            ratio = ours.queries_per_second / result.queries_per_second
+            factor = ours.queries_per_second / result.queries_per_second
             goal = goals[result.server]
-            verdict = "met" if ratio >= goal else "NOT met"
+            verdict = "met" if factor >= goal else "NOT met"
             console.print(
-                f"seedcast / {result.server}: {ratio:.2f}x (goal >= {goal:g}x: {verdict})"
+                f"seedcast / {result.server}: {factor:.2f}x (goal >= {goal:g}x: {verdict})"
             )

@@ -93,16 +93,16 @@ def families(snapshot: NameServerSnapshot) -> Iterable[Metric]:
     probes = CounterMetricFamily(
         "seedcast_dns_health_probes", "Health probes by edge and result", labels=["edge", "result"]
     )
-    for edge in snapshot.health:
-        healthy.add_metric([edge.edge], 1.0 if edge.state is EdgeState.UP else 0.0)
+    for health in snapshot.health:
+        healthy.add_metric([health.edge], 1.0 if health.state is EdgeState.UP else 0.0)
         for candidate in EdgeState:
             state.add_metric(
-                [edge.edge, candidate.name.lower()], 1.0 if edge.state is candidate else 0.0
+                [health.edge, candidate.name.lower()], 1.0 if health.state is candidate else 0.0
             )
-        if edge.load is not None:
-            load.add_metric([edge.edge], edge.load)
-        probes.add_metric([edge.edge, "ok"], edge.probes - edge.failures)
-        probes.add_metric([edge.edge, "failed"], edge.failures)
+        if health.load is not None:
+            load.add_metric([health.edge], health.load)
+        probes.add_metric([health.edge, "ok"], health.probes - health.failures)
+        probes.add_metric([health.edge, "failed"], health.failures)
     yield healthy
     yield state
     yield load

@@ -27,7 +27,7 @@ import hashlib
 import ipaddress
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from seedcast.config import ClusterConfig, RegionConfig, SteeredName
@@ -64,7 +64,11 @@ class Edge:
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """The outcome for one query; hashable, so rendered answers can be cached by it."""
+    """The outcome for one query; hashable, so rendered answers can be cached by it.
+
+    The hash is computed once (selections are reused across queries and are
+    part of the answer-cache key on the hot path).
+    """
 
     addresses: tuple[str, ...]
     edges: tuple[str, ...]
@@ -73,6 +77,14 @@ class Selection:
     """EDNS Client Subnet SCOPE prefix length to answer with (0 = not tailored)."""
     servfail: bool = False
     all_down: bool = False
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (self.addresses, self.edges, self.scope, self.servfail, self.all_down)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 # ---------------------------------------------------------------------------
@@ -242,7 +254,13 @@ def edges_from_config(config: ClusterConfig) -> list[Edge]:
 
 
 class Steering:
-    """Chooses edge addresses for steered names; see the module docstring."""
+    """Chooses edge addresses for steered names; see the module docstring.
+
+    Round-robin and geo answers are rotations: for a given pool the possible
+    answers are built once per health generation and handed out in turn, so a
+    query costs a counter step and a list index. Hash choices are memoized
+    per (name, generation). Least-loaded draws from ``rng`` every time.
+    """
 
     def __init__(
         self,
@@ -257,12 +275,15 @@ class Steering:
         self.health = health
         self.all_down = AllDown(all_down)
         self.origin_address = origin_address
-        self._region_names = [region.name for region in regions]
         self._orders = {region.name: region_order(regions, region.name) for region in regions}
         self._by_name = {edge.name: edge for edge in self.edges}
+        self._policies = {policy.value: policy for policy in Policy}
         self._turns: dict[tuple[str, int, str | None], int] = {}
         self._pools: dict[int, tuple[int, tuple[Edge, ...]]] = {}
-        self._hash_memo: dict[tuple[str, int, int, int], tuple[Edge, ...]] = {}
+        self._rotations: dict[
+            tuple[str, int, str | None, int, int], tuple[int, list[Selection]]
+        ] = {}
+        self._hash_memo: dict[tuple[str, int, int, int], Selection] = {}
 
     @classmethod
     def from_config(cls, config: ClusterConfig, health: HealthTracker) -> Steering:
@@ -302,35 +323,71 @@ class Steering:
         other policies answer scope 0). An empty ``addresses`` means NODATA: no edge
         of that IP version is configured.
         """
-        policy = Policy(steered.policy)
-        pool = self.pool(version)
-        all_down = False
-        if not pool:
-            configured = tuple(edge for edge in self.edges if edge.version == version)
-            if not configured:
-                return Selection((), (), scope=0)
-            all_down = True
-            if self.all_down is AllDown.SERVFAIL:
-                return Selection((), (), servfail=True, all_down=True)
-            if self.all_down is AllDown.ORIGIN:
-                origin = self.origin_address
-                if origin is None or ipaddress.ip_address(origin).version != version:
-                    return Selection((), (), all_down=True)
-                return Selection((origin,), ("origin",), all_down=True)
-            pool = configured
+        policy = self._policies.get(steered.policy) or Policy(steered.policy)
         count = max(1, steered.answers)
-        if policy is Policy.ROUND_ROBIN:
-            chosen = round_robin(pool, count, self._turn(steered.name, version, None))
-            scope = 0
-        elif policy is Policy.CONSISTENT_HASH:
-            chosen = self._rendezvous(pool, owner, version, count)
-            scope = 0
-        elif policy is Policy.LEAST_LOADED:
+        generation = self.health.generation
+        if policy is Policy.CONSISTENT_HASH:
+            key = (owner, version, count, generation)
+            chosen = self._hash_memo.get(key)
+            if chosen is None:
+                chosen = self._fallback(version) or self._build(
+                    rendezvous(self._candidates(version), owner, count), 0
+                )
+                if len(self._hash_memo) >= _MEMO_LIMIT:
+                    self._hash_memo.clear()
+                self._hash_memo[key] = chosen
+            return chosen
+        if policy is Policy.LEAST_LOADED:
+            fallback = self._fallback(version)
+            if fallback is not None:
+                return fallback
+            pool = self._candidates(version)
             loads = {edge.name: self.health.load(edge.name) for edge in pool}
-            chosen = least_loaded(pool, loads, count, rng)
-            scope = 0
+            return self._build(least_loaded(pool, loads, count, rng), 0)
+        group: str | None = None
+        if policy is Policy.GEO:
+            # An unknown client (no region) gets every eligible edge in turn, but the
+            # scope still says for which block of addresses that decision holds.
+            group = region if region in self._orders else None
         else:
-            chosen = self._geo(steered, pool, version, count, region)
+            scope = 0
+        rotation_key = (steered.name, version, group, scope, count)
+        memo = self._rotations.get(rotation_key)
+        if memo is None or memo[0] != generation:
+            memo = (generation, self._rotation(version, group, scope, count))
+            self._rotations[rotation_key] = memo
+        rotation = memo[1]
+        if len(rotation) == 1:
+            return rotation[0]
+        turn_key = (steered.name, version, group)
+        turn = self._turns.get(turn_key, 0)
+        self._turns[turn_key] = turn + 1
+        return rotation[turn % len(rotation)]
+
+    def _candidates(self, version: int) -> tuple[Edge, ...]:
+        """Eligible edges, or every configured one under the all-edges policy."""
+        pool = self.pool(version)
+        if pool:
+            return pool
+        return tuple(edge for edge in self.edges if edge.version == version)
+
+    def _fallback(self, version: int) -> Selection | None:
+        """The answer when no edge of ``version`` is eligible (None: there is one)."""
+        if self.pool(version):
+            return None
+        if not any(edge.version == version for edge in self.edges):
+            return Selection((), ())  # nothing configured: NODATA
+        if self.all_down is AllDown.SERVFAIL:
+            return Selection((), (), servfail=True, all_down=True)
+        if self.all_down is AllDown.ORIGIN:
+            origin = self.origin_address
+            if origin is None or ipaddress.ip_address(origin).version != version:
+                return Selection((), (), all_down=True)
+            return Selection((origin,), ("origin",), all_down=True)
+        return None  # all-edges: the policy runs over every configured edge
+
+    def _build(self, chosen: Sequence[Edge], scope: int) -> Selection:
+        all_down = not self.pool(chosen[0].version) if chosen else False
         return Selection(
             tuple(edge.address for edge in chosen),
             tuple(edge.name for edge in chosen),
@@ -338,39 +395,16 @@ class Steering:
             all_down=all_down,
         )
 
-    def _turn(self, name: str, version: int, region: str | None) -> int:
-        key = (name, version, region)
-        turn = self._turns.get(key, 0)
-        self._turns[key] = turn + 1
-        return turn
-
-    def _rendezvous(
-        self, pool: tuple[Edge, ...], owner: str, version: int, count: int
-    ) -> tuple[Edge, ...]:
-        key = (owner, version, count, self.health.generation)
-        chosen = self._hash_memo.get(key)
-        if chosen is None:
-            chosen = rendezvous(pool, owner, count)
-            if len(self._hash_memo) >= _MEMO_LIMIT:
-                self._hash_memo.clear()
-            self._hash_memo[key] = chosen
-        return chosen
-
-    def _geo(
-        self,
-        steered: SteeredName,
-        pool: tuple[Edge, ...],
-        version: int,
-        count: int,
-        region: str | None,
-    ) -> tuple[Edge, ...]:
-        order = self._orders.get(region) if region is not None else None
-        if order is None:
-            # Unknown client (or no regions): spread over every eligible edge.
-            return round_robin(pool, count, self._turn(steered.name, version, None))
-        for candidate_region in order:
-            local = [edge for edge in pool if edge.region == candidate_region]
-            if local:
-                turn = self._turn(steered.name, version, candidate_region)
-                return round_robin(local, count, turn)
-        return round_robin(pool, count, self._turn(steered.name, version, None))
+    def _rotation(self, version: int, group: str | None, scope: int, count: int) -> list[Selection]:
+        """Every answer round-robin can give, in turn order, for a region (or all edges)."""
+        fallback = self._fallback(version)
+        if fallback is not None:
+            return [fallback]
+        pool = self._candidates(version)
+        if group is not None:
+            for candidate_region in self._orders[group]:
+                local = tuple(edge for edge in pool if edge.region == candidate_region)
+                if local:
+                    pool = local
+                    break
+        return [self._build(round_robin(pool, count, turn), scope) for turn in range(len(pool))]

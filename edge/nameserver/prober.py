@@ -3,9 +3,11 @@
 A probe is good when the edge answers 2xx within the timeout. The body may
 carry a load figure, which the least-loaded policy uses: a JSON object with
 ``load`` (or ``active_requests`` / ``in_flight`` / ``connections``), or an
-``X-Seedcast-Load`` header. Rounds start on a fixed schedule
-(``start + k * interval``), probe every edge concurrently, and wake anyone
-in :meth:`HealthProber.wait_round` when done.
+``X-Seedcast-Load`` header. Requests go through the shared
+:class:`seedcast.http11.HttpClient` (kept-alive connections, h11 parsing).
+Rounds start on a fixed schedule (``start + k * interval``), probe every
+edge concurrently, and wake anyone in :meth:`HealthProber.wait_round` when
+done.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import h11
 import trio
 from seedcast.edge.nameserver.health import HealthTracker, Transition
-from seedcast.units import parse_host_port
+from seedcast.errors import SeedcastError
+from seedcast.http11 import HttpClient
 
 log = logging.getLogger("seedcast.dns")
 
@@ -35,11 +37,10 @@ class ProbeResult:
     error: str | None = None
 
 
-def load_from_response(headers: Sequence[tuple[bytes, bytes]], body: bytes) -> float | None:
-    """The load figure an edge reported, if any (header first, then a JSON body)."""
-    for name, value in headers:
-        if name.lower() == b"x-seedcast-load":
-            return _number(value.decode("latin-1").strip())
+def load_from_response(header: str | None, body: bytes) -> float | None:
+    """The load figure an edge reported, if any (the header first, then a JSON body)."""
+    if header is not None:
+        return _number(header.strip())
     if not body.lstrip().startswith(b"{"):
         return None
     try:
@@ -64,50 +65,18 @@ def _number(value: object) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
-async def probe_healthz(address: str, path: str, timeout: float) -> ProbeResult:
-    """One GET ``path`` on ``address`` ("host:port"), parsed with h11; never raises."""
-    host, port = parse_host_port(address)
-    connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=16 * 1024)
-    status: int | None = None
-    headers: list[tuple[bytes, bytes]] = []
-    body = bytearray()
+async def probe_healthz(client: HttpClient, address: str, path: str, timeout: float) -> ProbeResult:
+    """One GET ``path`` on ``address`` ("host:port") within ``timeout``; never raises."""
+    url = f"http://{address}{path}"
     with trio.move_on_after(timeout):
         try:
-            stream = await trio.open_tcp_stream(host, port)
-        except OSError as error:
-            return ProbeResult(False, error=f"connect: {error.strerror or error}")
-        async with stream:
-            try:
-                request = h11.Request(
-                    method="GET",
-                    target=path,
-                    headers=[
-                        ("Host", address),
-                        ("Connection", "close"),
-                        ("User-Agent", "seedcast-dns"),
-                    ],
-                )
-                await stream.send_all(
-                    connection.send(request) + (connection.send(h11.EndOfMessage()) or b"")
-                )
-                while True:
-                    event = connection.next_event()
-                    if event is h11.NEED_DATA:
-                        connection.receive_data(await stream.receive_some(16 * 1024))
-                    elif isinstance(event, h11.Response):
-                        status = event.status_code
-                        headers = list(event.headers)
-                    elif isinstance(event, h11.Data):
-                        body += event.data
-                        if len(body) > MAX_BODY:
-                            break
-                    elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                        break
-            except (OSError, trio.BrokenResourceError, h11.RemoteProtocolError) as error:
-                return ProbeResult(False, status, error=f"{type(error).__name__}: {error}")
-            ok = status is not None and 200 <= status < 300
-            return ProbeResult(ok, status, load_from_response(headers, bytes(body)))
-    return ProbeResult(False, status, error=f"no answer within {timeout:g}s")
+            response = await client.request("GET", url, max_body_size=MAX_BODY)
+        except (SeedcastError, OSError) as error:
+            return ProbeResult(False, error=f"{type(error).__name__}: {error}")
+        ok = 200 <= response.status < 300
+        load = load_from_response(response.headers.get("x-seedcast-load"), response.content)
+        return ProbeResult(ok, response.status, load)
+    return ProbeResult(False, error=f"no answer within {timeout:g}s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,21 +103,40 @@ class HealthProber:
         self.path = path
         self.rounds = 0
         self._round_done = trio.Event()
+        self._client: HttpClient | None = None
+
+    async def aclose(self) -> None:
+        """Close the probe connections."""
+        client, self._client = self._client, None
+        if client is not None:
+            with trio.CancelScope(shield=True):
+                await client.aclose()
 
     async def run(self) -> None:
         """Probe forever on a fixed schedule (cancel to stop)."""
         start = trio.current_time()
-        while True:
-            await self.probe_round()
-            next_start = start + (self.rounds * self.interval)
-            await trio.sleep_until(max(next_start, trio.current_time()))
+        try:
+            while True:
+                await self.probe_round()
+                next_start = start + (self.rounds * self.interval)
+                await trio.sleep_until(max(next_start, trio.current_time()))
+        finally:
+            await self.aclose()
 
     async def probe_round(self) -> list[Transition]:
         """Probe every target once, concurrently; returns the state changes it caused."""
         transitions: list[Transition] = []
+        if self._client is None:
+            self._client = HttpClient(
+                connect_timeout=self.timeout,
+                read_timeout=self.timeout,
+                max_connections_per_host=2,
+                user_agent="seedcast-dns-health",
+            )
+        client = self._client
 
         async def probe_one(target: ProbeTarget) -> None:
-            result = await probe_healthz(target.address, self.path, self.timeout)
+            result = await probe_healthz(client, target.address, self.path, self.timeout)
             transition = self.tracker.record(
                 target.edge, result.ok, trio.current_time(), load=result.load
             )

@@ -81,6 +81,7 @@ class NameServer:
         self.tcp_connections = 0
         self.tcp_connections_total = 0
         self.udp_send_errors = 0
+        self.internal_errors = 0
         self.addresses: list[str] = []
         settings = config.dns
         self.prober = HealthProber(
@@ -188,6 +189,7 @@ class NameServer:
         finally:
             udp.close()
             tcp.close()
+            await self.prober.aclose()
 
     def _bind(self) -> tuple[socket.socket, socket.socket]:
         host, port = parse_host_port(self.listen)
@@ -238,7 +240,11 @@ class NameServer:
                     except OSError:
                         continue  # e.g. ICMP port unreachable reported on this socket
                     started = clock()
-                    reply = answer(data, peer[0], udp_transport, now)
+                    try:
+                        reply = answer(data, peer[0], udp_transport, now)
+                    except Exception:  # a bug must not turn one packet into an outage
+                        self._internal_error(peer[0])
+                        continue
                     if reply is not None:
                         try:
                             send(reply, peer)
@@ -249,6 +255,11 @@ class NameServer:
                     await trio.lowlevel.checkpoint()
         finally:
             trio.lowlevel.notify_closing(udp)
+
+    def _internal_error(self, client: str) -> None:
+        self.internal_errors += 1
+        if self.internal_errors == 1:
+            log.exception("internal error answering a query", extra={"fields": {"client": client}})
 
     async def _serve_tcp(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         async with listener:
@@ -284,7 +295,13 @@ class NameServer:
                     if message is None:
                         return  # idle timeout or EOF
                     started = time.perf_counter()
-                    reply = self.answerer.answer(message, peer, Transport.TCP, trio.current_time())
+                    try:
+                        reply = self.answerer.answer(
+                            message, peer, Transport.TCP, trio.current_time()
+                        )
+                    except Exception:  # a bug must not take the server down
+                        self._internal_error(peer)
+                        return
                     self.latency.observe(time.perf_counter() - started)
                     if reply is None:
                         return

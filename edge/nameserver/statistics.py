@@ -43,7 +43,7 @@ _COMMON_TYPES = frozenset(
 def qtype_label(rdtype: int | None) -> str:
     if rdtype is None:
         return "none"
-    text = dns.rdatatype.to_text(rdtype)
+    text = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))
     return text if text in _COMMON_TYPES else "other"
 
 

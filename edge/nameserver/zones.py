@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -82,12 +82,10 @@ class Zone:
         found = self.lookup(name)
         if found.node is None:
             return None
-        rdataset = found.node.get_rdataset(dns.rdataclass.IN, rdtype)
+        rdataset = found.node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RdataType.make(rdtype))
         if rdataset is None:
             return None
-        rrset = dns.rrset.RRset(name, dns.rdataclass.IN, rdtype)
-        rrset.update(rdataset)
-        return rrset
+        return dns.rrset.from_rdata_list(name, rdataset.ttl, list(rdataset))
 
 
 class ZoneSet:
@@ -105,7 +103,7 @@ class ZoneSet:
                 return None
             name = name.parent()
 
-    def __iter__(self) -> Iterable[Zone]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Zone]:
         return iter(self.zones.values())
 
     def __len__(self) -> int:
@@ -171,9 +169,8 @@ def _load_zone(
         zone = _parse(apex, head + synthesized + body, where, check_origin=True)
     soa_rdataset = zone.nodes[apex].get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
     assert soa_rdataset is not None
-    soa = dns.rrset.RRset(apex, dns.rdataclass.IN, dns.rdatatype.SOA)
-    soa.update(soa_rdataset)
-    soa.ttl = min(soa_rdataset.ttl, soa_rdataset[0].minimum)  # type: ignore[attr-defined]
+    minimum: int = soa_rdataset[0].minimum
+    soa = dns.rrset.from_rdata_list(apex, min(soa_rdataset.ttl, minimum), list(soa_rdataset))
     names: set[dns.name.Name] = set()
     for owner in zone.nodes:
         name = owner

@@ -189,15 +189,19 @@ class ClientResponse:
     def is_closed(self) -> bool:
         return self._connection is None
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        """The body in chunks as they arrive. Raises ReadTimeout / RemoteProtocolError."""
-        if self._consumed:
-            if self._content:
-                yield self._content
-            return
-        self._consumed = True
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        """The body in chunks as they arrive. Raises ReadTimeout / RemoteProtocolError.
+
+        Stopping early is fine: leaving ``client.stream()`` closes the connection.
+        """
+        return _ResponseBody(self)
+
+    async def _next_chunk(self) -> bytes | None:
+        """The next piece of the body, None at its end (the connection then goes back)."""
         connection = self._connection
         if connection is None:
+            if self._consumed:
+                return None
             raise LocalProtocolError("response already closed")
         try:
             while True:
@@ -210,27 +214,29 @@ class ClientResponse:
                     ) from None
                 if type(event) is h11.Data:
                     data = event.data
-                    yield data if type(data) is bytes else bytes(data)
+                    if data:
+                        return data if type(data) is bytes else bytes(data)
                 elif type(event) is h11.EndOfMessage:
+                    self._consumed = True
                     self._release(reusable=True)
-                    return
+                    return None
                 else:  # pragma: no cover - h11 only gives Data then EndOfMessage here
-                    raise RemoteProtocolError(
-                        f"unexpected {type(event).__name__} in a response body"
-                    )
-        finally:
-            if self._connection is not None:
-                self._consumed = True
-                await self.aclose()
+                    raise RemoteProtocolError(f"unexpected {type(event).__name__} in a body")
+        except BaseException:
+            self._consumed = True
+            await self.aclose()
+            raise
 
     async def read(self, max_size: int | None = None) -> bytes:
         """The whole body; RemoteProtocolError when it exceeds ``max_size`` bytes."""
         if self._content is not None:
             return self._content
         limit = self._client.max_body_size if max_size is None else max_size
+        if self._consumed:
+            raise LocalProtocolError("response body already streamed; it cannot be read again")
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.iter_bytes():
+        while (chunk := await self._next_chunk()) is not None:
             size += len(chunk)
             if size > limit:
                 await self.aclose()
@@ -278,6 +284,24 @@ class ClientResponse:
             return
         self._connection = None
         self._client._give_back(connection, self._pool, reusable=reusable)
+
+
+class _ResponseBody:
+    """Async iterator over a response body (a class: abandoning it needs no cleanup)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: ClientResponse) -> None:
+        self._response = response
+
+    def __aiter__(self) -> _ResponseBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._response._next_chunk()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
 
 
 class HttpClient:

@@ -111,6 +111,11 @@ class Router:
         return None, {}, allowed
 
     async def __call__(self, request: Request) -> Response:
+        methods = self._static.get(request.path)
+        if methods is not None:  # fast path: a static route for this exact method
+            handler = methods.get(request.method)
+            if handler is not None:
+                return await handler(request)
         handler, params, allowed = self.resolve(request.method, request.path)
         if handler is None:
             if not allowed:

@@ -62,9 +62,15 @@ from ._server_core import (
 
 log = logging.getLogger("seedcast.http11")
 
+_new_headers = Headers.__new__  # the hot path skips validation: the parser already checked
+_new_request = Request.__new__
+
 _RECEIVE_SIZE = 64 * KiB
 _YIELD_EVERY = 16  # requests handled back to back before a forced checkpoint
 _DRAIN_LIMIT = 1 * MiB  # unread request body we discard to keep a connection
+_COALESCE_LIMIT = 16 * KiB  # bodies up to this size are copied into one send with the head
+_SMALL_FILE = 64 * KiB  # files up to this size are read and sent with the head
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _SOFT_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 DURATION_BUCKETS: tuple[float, ...] = (
@@ -501,10 +507,12 @@ class _Connection:
                     self.deadline = trio.current_time() + limits.keep_alive_timeout
                 data = await self._receive(wait_first)
                 wait_first = False
-                if self.phase == _Phase.IDLE and data:
+                parser.receive_data(data)
+                if parser.in_head and self.phase == _Phase.IDLE:
+                    # A head has started but not ended: it gets head_timeout from now.
+                    # (A head complete in one read never needs this deadline.)
                     self.phase = _Phase.HEAD
                     self.deadline = trio.current_time() + limits.head_timeout
-                parser.receive_data(data)
                 continue
             if type(event) is RequestHead:
                 if not await self._respond(event):
@@ -539,16 +547,15 @@ class _Connection:
         self.phase = _Phase.HANDLER
         self.deadline = math.inf
         self.responded = False
-        self._request_done = False
-        self._continue_pending = head.expect_continue
-        request = Request._from_server(
-            head.method,
-            head.target,
-            head.version,
-            Headers._trusted(head.headers),
-            self.client,
-            self.local,
-            self,
+        # Bodiless requests (most of them): their end is already queued.
+        self._request_done = self.parser.pop_end_of_message()
+        self._continue_pending = head.expect_continue and not self._request_done
+        headers = _new_headers(Headers)
+        headers._items = head.headers
+        headers._wire = None
+        request = _new_request(Request)
+        request._init(
+            head.method, head.target, head.version, headers, self.client, self.local, self
         )
         keep_alive = head.keep_alive
         try:
@@ -560,7 +567,7 @@ class _Connection:
                 response = server._metrics_response()
             else:
                 response = await server.handler(request)
-            if not isinstance(response, Response):
+            if type(response) is not Response and not isinstance(response, Response):
                 raise LocalProtocolError(
                     f"handler returned {type(response).__name__}, not Response"
                 )
@@ -576,7 +583,10 @@ class _Connection:
             log.exception("handler failed for %s %s", head.method, head.target)
             response = _error_response(500, "internal server error")
             keep_alive = False
-        keep_alive = keep_alive and not server._closing and self.parser.reusable
+        # A pipelined request behind this one that is known bad still gets its own
+        # error response (then the connection closes): only Upgrade/EOF end it here.
+        parser = self.parser
+        keep_alive = keep_alive and not server._closing and (parser.reusable or parser.failed)
         try:
             keep_alive = await self._send_response(head, response, keep_alive)
         except _BadResponse as error:
@@ -646,14 +656,28 @@ class _Connection:
     async def _send_response(self, head: RequestHead, response: Response, keep_alive: bool) -> bool:
         """Frame and send ``response``; returns whether the connection stays open."""
         body = response.body
-        if isinstance(body, bytes | bytearray | memoryview):
-            frame = self._frame(head, response, keep_alive, len(body))
-            self._start_response()
+        body_type = type(body)
+        if body_type is bytes or body_type is bytearray or body_type is memoryview:
+            length = len(body)  # type: ignore[arg-type]
+            frame = self._frame(head, response, keep_alive, length)
+            self.responded = True
+            self._continue_pending = False
             if frame.framing is Framing.NONE:
                 await self._send_all(frame.head)
+            elif length <= _COALESCE_LIMIT:
+                data = frame.head + body  # type: ignore[operator]
+                try:  # the common case: it all fits in the socket buffer at once
+                    sent = self.sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as error:
+                    raise _ClientGone from error
+                if sent < len(data):
+                    await self._send_rest(memoryview(data)[sent:])
+                self.server._counters.response_body_bytes += length
             else:
-                await self._send_head_and_bytes(frame.head, body)
-                self.server._counters.response_body_bytes += len(body)
+                await self._send_head_and_bytes(frame.head, body)  # type: ignore[arg-type]
+                self.server._counters.response_body_bytes += length
             return frame.keep_alive
         if isinstance(body, FileBody):
             if head.method == "HEAD":
@@ -662,7 +686,7 @@ class _Connection:
                 await self._send_all(frame.head)
                 return frame.keep_alive
             try:
-                file = open(body.path, "rb", buffering=0)  # noqa: ASYNC230, SIM115
+                fd = os.open(body.path, _OPEN_FLAGS)
             except OSError as error:
                 # Gone between the handler's stat and now; the head is not sent yet.
                 log.error("cannot open %s: %s", body.path, error)
@@ -670,10 +694,12 @@ class _Connection:
                 return await self._send_response(
                     head, _error_response(status, "cannot read the file"), keep_alive
                 )
-            with file:
+            try:
                 frame = self._frame(head, response, keep_alive, body.length)
                 self._start_response()
-                await self._send_file(frame.head, body, file.fileno())
+                await self._send_file(frame.head, body, fd)
+            finally:
+                os.close(fd)
             return frame.keep_alive
         try:
             frame = self._frame(head, response, keep_alive, None)
@@ -681,7 +707,7 @@ class _Connection:
             if frame.framing is Framing.NONE:
                 await self._send_all(frame.head)
             else:
-                await self._send_stream(frame, body)
+                await self._send_stream(frame, body)  # type: ignore[arg-type]
         finally:
             await _close_body(body)
         return frame.keep_alive
@@ -692,15 +718,15 @@ class _Connection:
         server = self.server
         try:
             return frame_response(
-                method=head.method,
-                version=head.version,
-                keep_alive=keep_alive,
-                status=response.status,
-                headers=response.headers,
-                body_length=body_length,
-                reason=response.reason,
-                date=server._date_line,
-                server=server._server_line,
+                head.method,
+                head.version,
+                keep_alive,
+                response.status,
+                response.headers,
+                body_length,
+                response.reason,
+                server._date_line,
+                server._server_line,
             )
         except LocalProtocolError as error:
             # The handler's headers contradict its body: a bug on our side of the wire.
@@ -743,7 +769,7 @@ class _Connection:
             self.deadline = math.inf
 
     async def _send_head_and_bytes(self, head: bytes, body: bytes | bytearray | memoryview) -> None:
-        if len(body) <= 4 * KiB:
+        if len(body) <= _COALESCE_LIMIT:
             await self._send_all(head + body)
             return
         try:
@@ -764,6 +790,15 @@ class _Connection:
         counters = self.server._counters
         remaining = body.length
         offset = body.offset
+        if remaining <= _SMALL_FILE and body.throttle is None:
+            # One read and one send with the head beat sendfile's extra syscalls here.
+            data = os.pread(fd, remaining, offset)
+            if len(data) != remaining:
+                log.error("%s is shorter than announced; aborting the response", body.path)
+                raise _ClientGone
+            await self._send_head_and_bytes(head, data)
+            counters.response_body_bytes += remaining
+            return
         if self.server.use_sendfile and body.throttle is None:
             try:
                 sent = self.sock.send(head, socket.MSG_MORE)

@@ -31,7 +31,7 @@ from typing import Any
 
 from seedcast.config import ClusterConfig, to_toml
 from seedcast.errors import SeedcastError, UsageError
-from seedcast.launcher.plan import ClusterPlan, plan_cluster, prometheus_binary
+from seedcast.launcher.plan import ClusterPlan, plan_cluster, prometheus_binary, role_options
 from seedcast.launcher.state import (
     CLUSTER_ID_ENV,
     ClusterState,
@@ -189,13 +189,13 @@ def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
     config_file = run_dir / "cluster.toml"
     config_file.write_text(to_toml(config), encoding="utf-8")
     with_prometheus = bool(args.prometheus or config.prometheus.enabled)
+    if not args.no_publish and role_options("origin") is not None:
+        publish_sample_if_empty(config, config_file)
     plan = plan_cluster(config, config_file, prometheus=with_prometheus)
     if not plan.processes:
         raise SeedcastError("nothing to start: none of the roles is built yet")
-    if not args.no_publish and any(spec.role == "origin" for spec in plan.processes):
-        publish_sample_if_empty(config, config_file)
     if args.detach:
-        return _up_detached(args, config, config_file, with_prometheus)
+        return _up_detached(args, config, config_file, plan)
     return _up_foreground(args, config, config_file, plan)
 
 
@@ -205,8 +205,6 @@ def publish_sample_if_empty(config: ClusterConfig, config_file: Path) -> None:
         from seedcast.origin.library import Library
     except ImportError:
         return
-    from seedcast.launcher.plan import role_options
-
     library = Library.for_data_dir(config.data_dir)
     if library.read_index_or_empty().videos:
         return
@@ -281,24 +279,26 @@ def _up_foreground(
 
 
 def _up_detached(
-    args: argparse.Namespace, config: ClusterConfig, config_file: Path, with_prometheus: bool
+    args: argparse.Namespace, config: ClusterConfig, config_file: Path, plan: ClusterPlan
 ) -> int:
     cluster_id = uuid.uuid4().hex
     log_dir = config.run_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     launcher_log = log_dir / "launcher.log"
     read_fd, write_fd = os.pipe()
+    plan_file = config.run_dir / "plan.json"
+    plan_file.write_text(json.dumps(plan.to_json(), indent=1), encoding="utf-8")
     argv = [
         sys.executable,
         "-m",
         "seedcast.launcher.daemon",
         "--config",
         str(config_file),
+        "--plan",
+        str(plan_file),
         "--ready-fd",
         str(write_fd),
     ]
-    if with_prometheus:
-        argv.append("--prometheus")
     env = dict(os.environ, **{CLUSTER_ID_ENV: cluster_id})
     with open(launcher_log, "ab") as output:
         daemon = subprocess.Popen(
@@ -377,7 +377,7 @@ def _video_to_watch(config: ClusterConfig) -> str:
 
         videos = Library.for_data_dir(config.data_dir).read_index_or_empty().videos
         if videos and config.origin.sample_id not in videos:
-            return sorted(videos)[0]
+            return str(sorted(videos)[0])
     return config.origin.sample_id
 
 

@@ -1,13 +1,14 @@
 """The background launcher behind ``seedcast up --detach``.
 
 ``python -m seedcast.launcher.daemon --config <run_dir>/cluster.toml
---ready-fd N`` runs the same :class:`Supervisor` as the foreground ``up``,
-in its own session, logging to ``<run_dir>/logs/launcher.log`` (its stdout).
-When every process has settled it writes the summary as JSON to file
-descriptor N and closes it: ``up --detach`` waits on that pipe, so it returns
-exactly when the cluster is ready (EOF without a summary means the launcher
-failed). SIGTERM/SIGINT stop the cluster gracefully; ``seedcast down`` does
-the same over the control socket.
+--plan <run_dir>/plan.json --ready-fd N`` runs the same :class:`Supervisor`
+as the foreground ``up``, with the plan ``up`` made, in its own session,
+logging to ``<run_dir>/logs/launcher.log`` (its stdout). When every process
+has settled it writes the summary as JSON to file descriptor N and closes
+it: ``up --detach`` waits on that pipe, so it returns exactly when the
+cluster is ready (EOF without a summary means the launcher failed).
+SIGTERM/SIGINT stop the cluster gracefully; ``seedcast down`` does the same
+over the control socket.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 import trio
 from seedcast.config import load_config
 from seedcast.errors import SeedcastError
 from seedcast.launcher.commands import build_summary
-from seedcast.launcher.plan import plan_cluster
+from seedcast.launcher.plan import ClusterPlan
 from seedcast.launcher.state import CLUSTER_ID_ENV
 from seedcast.launcher.supervisor import Supervisor
 from seedcast.logs import setup_logging
@@ -32,7 +34,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m seedcast.launcher.daemon")
     parser.add_argument("--config", required=True)
     parser.add_argument("--ready-fd", type=int, default=None)
-    parser.add_argument("--prometheus", action="store_true")
+    parser.add_argument("--plan", required=True, help="the plan `up` made, as JSON")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
@@ -41,7 +43,11 @@ def main(argv: list[str]) -> int:
         print(f"launcher: {error}", file=sys.stderr)
         return 1
     setup_logging("launcher", config.cluster.name)
-    plan = plan_cluster(config, config.run_dir / "cluster.toml", prometheus=args.prometheus)
+    try:
+        plan = ClusterPlan.from_json(json.loads(Path(args.plan).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"launcher: {args.plan}: unreadable plan: {error}", file=sys.stderr)
+        return 1
     supervisor = Supervisor(
         config,
         plan,

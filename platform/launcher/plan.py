@@ -12,12 +12,14 @@ so a role that lacks, say, ``--listen`` still starts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import enum
 import shutil
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from seedcast.config import ClusterConfig
 from seedcast.units import parse_host_port
@@ -49,13 +51,43 @@ class ProcessSpec:
     """For uncontrolled children: the log line that means ready."""
     region: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["tier"] = int(self.tier)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProcessSpec:
+        fields = {item.name for item in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in fields}
+        values["argv"] = tuple(values["argv"])
+        values["tier"] = Tier(values.get("tier", 0))
+        return cls(**values)
+
 
 @dataclass(frozen=True, slots=True)
 class ClusterPlan:
     processes: tuple[ProcessSpec, ...]
     skipped: tuple[str, ...] = ()
     """One line per role that is not started, and why."""
-    notes: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "processes": [spec.to_json() for spec in self.processes],
+            "skipped": list(self.skipped),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClusterPlan:
+        """Read back :meth:`to_json` (the detached launcher gets its plan this way)."""
+        return cls(
+            tuple(ProcessSpec.from_json(entry) for entry in data["processes"]),
+            tuple(str(line) for line in data.get("skipped", ())),
+        )
+
+
+GLOBAL_OPTIONS = frozenset({"--config", "--data", "--debug"})
+"""Options every ``seedcast`` command takes (the CLI adds them, not configure_<command>)."""
 
 
 def python_command() -> list[str]:
@@ -95,7 +127,7 @@ def _role_argv(
     if "--listen" in options:
         argv += ["--listen", listen]
     for option, value in extra:
-        if option in options:
+        if option in options or option in GLOBAL_OPTIONS:
             argv += [option] if value is None else [option, value]
     return tuple(argv)
 
@@ -186,10 +218,16 @@ def plan_cluster(
             )
     peer_options = options("peer")
     viewers = config.peers.count
+    torrent = published_torrent(config)
     if peer_options is None:
         skip("seeding peer and viewers", "seedcast peer is not built yet")
     else:
-        processes.append(_peer_spec(config, config_file, peer_options, 1, "seed", "peer"))
+        if torrent is None:
+            skip("seeding peer", f"no published video {config.origin.sample_id!r} to seed")
+        else:
+            processes.append(
+                _peer_spec(config, config_file, peer_options, 1, "seed", "peer", torrent=torrent)
+            )
         if viewers and "--agent" not in peer_options:
             skip(f"{viewers} viewer(s)", "seedcast peer has no --agent yet")
         elif viewers:
@@ -205,6 +243,7 @@ def plan_cluster(
                         f"viewer-{index}",
                         "viewer",
                         region=region,
+                        torrent=torrent,
                     )
                 )
     if prometheus:
@@ -225,17 +264,23 @@ def _peer_spec(
     role: str,
     *,
     region: str = "",
+    torrent: Path | None = None,
 ) -> ProcessSpec:
     host = config.peers.peer_address(index)
     listen = f"{host}:{config.peers.port}"
     agent = f"{host}:{config.peers.agent_port}"
-    extra: list[tuple[str, str | None]] = []
+    extra: list[tuple[str, str | None]] = [("--tracker", config.tracker.announce_url)]
+    if torrent is not None:
+        extra.append(("--torrent", str(torrent)))
     if role == "viewer":
         extra += [("--agent", None), ("--agent-listen", agent)]
         if region:
             extra.append(("--region", region))
     else:
-        extra.append(("--seed", config.origin.sample_id))
+        # The seeder serves the library's own files: its data folder is the library.
+        extra += [("--seed", None), ("--metrics", agent)]
+        if torrent is not None:
+            extra.append(("--data", str(torrent.parent.parent)))
     return ProcessSpec(
         role,
         name,
@@ -245,6 +290,24 @@ def _peer_spec(
         tier=Tier.PEERS,
         region=region,
     )
+
+
+def published_torrent(config: ClusterConfig) -> Path | None:
+    """The .torrent of the sample video in the library (else of any video), if published."""
+    try:
+        from seedcast.origin.library import Library
+
+        library = Library.for_data_dir(config.data_dir)
+        videos = library.read_index_or_empty().videos
+    except Exception:  # no origin package yet, or an unreadable library
+        return None
+    entry = videos.get(config.origin.sample_id)
+    if entry is None and videos:
+        entry = videos[sorted(videos)[0]]
+    if entry is None or not entry.torrent:
+        return None
+    path = library.video_dir(entry.id) / entry.torrent
+    return path if path.is_file() else None
 
 
 PROMETHEUS_READY_LINE = "Server is ready to receive web requests"

@@ -39,7 +39,11 @@ def configure_play(parser: argparse.ArgumentParser) -> None:
 
 
 def run_play(args: argparse.Namespace, config: ClusterConfig) -> int:
-    dns_server = parse_host_port(args.dns or config.dns.listen, default_port=53)
+    dns_server = args.dns or config.dns.listen
+    try:
+        parse_host_port(dns_server, default_port=53)
+    except ValueError as error:
+        raise UsageError(f"--dns: {error}") from None
     if args.seconds is not None and args.seconds <= 0:
         raise UsageError("--seconds must be positive")
     options = PlayerOptions(seconds=args.seconds, max_buffer_seconds=args.max_buffer, local_address=args.local_address)
@@ -53,7 +57,7 @@ def run_play(args: argparse.Namespace, config: ClusterConfig) -> int:
 
 
 async def _play(
-    args: argparse.Namespace, config: ClusterConfig, options: PlayerOptions, dns_server: tuple[str, int]
+    args: argparse.Namespace, config: ClusterConfig, options: PlayerOptions, dns_server: str
 ) -> PlayerReport:
     from seedcast.http11 import HttpClient
     from seedcast.resolver import StubResolver

@@ -14,7 +14,8 @@ address.
 Where bytes came from is read from response headers: a viewer agent says
 how many bytes of the response came from peers, edges and the origin
 (``X-Seedcast-Bytes-Peer`` / ``-Edge`` / ``-Origin``); otherwise
-``X-Served-By`` names the server (``origin...`` or an edge).
+an edge's response carries ``X-Cache`` (HIT, MISS, ...) and the origin's
+does not; ``X-Served-By`` names the server.
 """
 
 from __future__ import annotations
@@ -234,8 +235,8 @@ def _account(report: PlayerReport, headers: Headers, size: int) -> None:
             _add(report, source, int(value) if value and value.isdigit() else 0)
         served_by = "agent"
     else:
-        served_by = headers.get("x-served-by") or "origin"
-        _add(report, "origin" if served_by.startswith("origin") else "edges", size)
+        served_by = headers.get("x-served-by") or "unknown"
+        _add(report, "edges" if "x-cache" in headers else "origin", size)
     report.served_by[served_by] = report.served_by.get(served_by, 0) + size
 
 

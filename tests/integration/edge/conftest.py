@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
-from edge_harness import FakeClock, HttpClient, ScriptedOrigin, start_origin
+from edge_harness import FakeClock, ScriptedOrigin, start_origin
+from seedcast.http11 import HttpClient
 
 
 @pytest.fixture
@@ -27,5 +28,3 @@ async def client() -> AsyncIterator[HttpClient]:
         connect_timeout=5, read_timeout=10, max_connections_per_host=256
     ) as http_client:
         yield http_client
-
-

@@ -1,4 +1,4 @@
-"""Edge test harness: a scriptable in-test origin on seedcast.http11, a fake wall clock, and edges to test.
+"""Edge test harness: a scriptable origin on seedcast.http11, a fake wall clock, edges.
 
 The origin counts every request it gets, can hold a response (head or body)
 until the test opens a gate, can fail with a status, and answers conditional
@@ -20,11 +20,6 @@ from seedcast.edge.caching import format_http_date
 from seedcast.edge.proxy import Edge
 from seedcast.edge.server import EdgeOptions, serve
 from seedcast.http11 import HttpServer, Request, Response
-
-try:
-    from seedcast.http11 import HttpClient
-except ImportError:  # pragma: no cover
-    from seedcast.http11._client import HttpClient
 
 START = 1_700_000_000.0
 

@@ -6,14 +6,11 @@ import json
 from pathlib import Path
 
 import trio
-from edge_harness import FakeClock, Resource, ScriptedOrigin, raw_exchange, start_edge, start_origin
+import trio.testing
+from edge_harness import FakeClock, Resource, ScriptedOrigin, raw_exchange, start_edge
 from seedcast.config import ClusterConfig
+from seedcast.http11 import HttpClient
 from seedcast.units import KiB, MiB
-
-try:
-    from seedcast.http11 import HttpClient
-except ImportError:  # pragma: no cover
-    from seedcast.http11._client import HttpClient
 
 TARGET = "/sample/chunk-0-00001.m4s"
 
@@ -86,9 +83,7 @@ async def test_stale_while_revalidate_answers_at_once_and_refreshes(
     nursery: trio.Nursery, config: ClusterConfig, clock: FakeClock, origin: ScriptedOrigin,
     client: HttpClient,
 ) -> None:  # fmt: skip
-    origin.resources[TARGET] = Resource(
-        b"v1", "max-age=5, stale-while-revalidate=30", etag='"1"'
-    )
+    origin.resources[TARGET] = Resource(b"v1", "max-age=5, stale-while-revalidate=30", etag='"1"')
     edge = await start_edge(nursery, config, clock, origin=origin.url)
     await get(client, edge.url + TARGET)
     hold = trio.Event()
@@ -324,9 +319,7 @@ async def test_budget_holds_under_many_concurrent_fills(
 ) -> None:  # fmt: skip
     for number in range(40):
         origin.resources[f"/o/{number}"] = Resource(bytes([number]) * (100 * KiB))
-    edge = await start_edge(
-        nursery, config, clock, origin=origin.url, cache_memory=1 * MiB
-    )
+    edge = await start_edge(nursery, config, clock, origin=origin.url, cache_memory=1 * MiB)
     store = edge.edge.store
     samples: list[int] = []
 
@@ -397,9 +390,9 @@ async def test_prefetch_of_the_next_segment(
     edge = await start_edge(nursery, config, clock, origin=origin.url, prefetch_next=True)
     await get(client, edge.url + "/v/chunk-0-00001.m4s")
     prefetch = edge.edge.fills.get("/v/chunk-0-00002.m4s")
-    assert prefetch is not None
-    assert prefetch.prefetch
-    await prefetch.wait_done()
+    if prefetch is not None:  # else it has finished already
+        assert prefetch.prefetch
+        await prefetch.wait_done()
     second = await get(client, edge.url + "/v/chunk-0-00002.m4s")
     assert second.content == b"seg2"
     assert second.headers["x-cache"] == "HIT"
@@ -423,16 +416,24 @@ async def test_hostile_requests(
     assert absolute.startswith(b"HTTP/1.1 400")
     foreign = await raw_exchange(host, b"GET /x HTTP/1.1\r\nHost: evil.example\r\n\r\n")
     assert foreign.startswith(b"HTTP/1.1 421")
-    connect = await raw_exchange(host, b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n")
+    connect = await raw_exchange(
+        host, b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n"
+    )
     assert connect.split(b" ")[1] in (b"400", b"405", b"501")
-    huge = await raw_exchange(host, b"GET /x HTTP/1.1\r\nHost: " + host.encode() + b"\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+    huge = await raw_exchange(
+        host,
+        b"GET /x HTTP/1.1\r\nHost: " + host.encode() + b"\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n",
+    )
     assert huge.startswith(b"HTTP/1.1 431") or huge.startswith(b"HTTP/1.1 400")
     garbage = await raw_exchange(host, b"\x00\x01\x02 nonsense\r\n\r\n")
     assert garbage.startswith(b"HTTP/1.1 400") or garbage == b""
-    post = await raw_exchange(host, b"POST /x HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Length: 0\r\n\r\n")
+    post = await raw_exchange(
+        host, b"POST /x HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Length: 0\r\n\r\n"
+    )
     assert post.startswith(b"HTTP/1.1 405")
     ours = await raw_exchange(
-        host, b"GET http://" + host.encode() + b"/x HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n"
+        host,
+        b"GET http://" + host.encode() + b"/x HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n",
     )
     assert ours.startswith(b"HTTP/1.1 200")
     assert [seen.target for seen in origin.seen] == ["/x"]
@@ -453,6 +454,8 @@ async def test_health_purge_and_metrics(
     assert load["status"] == "ok"
     assert load["open_connections"] >= 1
     assert load["bytes_out_per_s"] > 0
+    assert load["load"] >= load["open_connections"]
+    assert float(health.headers["x-seedcast-load"]) == load["load"]
     denied = await client.request(
         "POST", edge.url + "/_seedcast/purge", body=json.dumps({"id": "sample"}).encode()
     )
@@ -496,3 +499,67 @@ async def test_egress_cap_keeps_bodies_intact(
     assert hit.content == body
     assert edge.edge.bucket is not None
     assert edge.edge.bucket.statistics().bytes_consumed == 2 * len(body)
+
+
+async def test_head_requests_miss_and_hit(
+    nursery: trio.Nursery, config: ClusterConfig, clock: FakeClock, origin: ScriptedOrigin,
+    client: HttpClient,
+) -> None:  # fmt: skip
+    origin.resources[TARGET] = Resource(b"h" * 5000)
+    edge = await start_edge(nursery, config, clock, origin=origin.url)
+    miss = await client.request("HEAD", edge.url + TARGET)
+    assert miss.status == 200
+    assert miss.headers["content-length"] == "5000"
+    assert miss.content == b""
+    assert origin.seen[-1].method == "GET"  # the edge fetches the object to cache it
+    hit = await client.request("HEAD", edge.url + TARGET)
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.headers["content-length"] == "5000"
+    assert (await get(client, edge.url + TARGET)).content == b"h" * 5000
+    assert origin.count(TARGET) == 1
+
+
+async def test_purge_during_a_fill_keeps_the_old_bytes_out(
+    nursery: trio.Nursery, config: ClusterConfig, clock: FakeClock, origin: ScriptedOrigin,
+    client: HttpClient,
+) -> None:  # fmt: skip
+    release = trio.Event()
+    origin.resources[TARGET] = Resource(b"v1" * 1000, hold_body_after=100, release_body=release)
+    edge = await start_edge(nursery, config, clock, origin=origin.url)
+    async with client.stream("GET", edge.url + TARGET) as response:
+        iterator = response.iter_bytes().__aiter__()
+        await iterator.__anext__()
+        assert edge.edge.purge(video_id="sample") == 0
+        release.set()
+        async for _ in iterator:
+            pass
+    assert edge.edge.store.lookup(TARGET, []) is None
+    assert (await get(client, edge.url + TARGET)).headers["x-cache"] == "MISS"
+
+
+async def test_concurrent_misses_for_two_variants_make_one_fetch_each(
+    nursery: trio.Nursery, config: ClusterConfig, clock: FakeClock, origin: ScriptedOrigin,
+    client: HttpClient,
+) -> None:  # fmt: skip
+    hold = trio.Event()
+    origin.resources["/vary"] = Resource(
+        b"body", "max-age=60", headers=[("Vary", "Accept-Language")], hold_head=hold
+    )
+    edge = await start_edge(nursery, config, clock, origin=origin.url)
+    answers: list[tuple[str, str]] = []
+
+    async def viewer(language: str) -> None:
+        response = await get(client, edge.url + "/vary", **{"Accept-Language": language})
+        answers.append((language, response.headers["x-cache"]))
+
+    async with trio.open_nursery() as viewers:
+        for language in ("en", "fr", "en", "fr", "fr"):
+            viewers.start_soon(viewer, language)
+        # Every viewer waits on the first fill (no Vary is known yet) before upstream answers.
+        while "/vary" not in edge.edge.fills or edge.edge.fills["/vary"].waiters < 5:
+            await trio.testing.wait_all_tasks_blocked()
+        hold.set()
+    assert origin.count("/vary") == 2  # one per variant, not one per viewer
+    assert sorted(answers) == [("en", "MISS")] * 2 + [("fr", "MISS")] * 3
+    again = await get(client, edge.url + "/vary", **{"Accept-Language": "fr"})
+    assert again.headers["x-cache"] == "HIT"

@@ -11,5 +11,6 @@ from seedcast.origin.testing import make_sample
 @pytest.fixture(scope="session")
 def origin_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An 8 s 960x540 H.264 + AAC sample made by `seedcast sample` (once per session)."""
-    return make_sample(tmp_path_factory.getbasetemp() / "origin-media" / "sample-8s.mp4",
-                       seconds=8, size="960x540")
+    return make_sample(
+        tmp_path_factory.getbasetemp() / "origin-media" / "sample-8s.mp4", seconds=8, size="960x540"
+    )

@@ -10,9 +10,7 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +18,11 @@ import pytest
 import trio
 from seedcast.origin.library import Library
 from seedcast.origin.server import OriginApp, serve
-
 from seedcast.origin.testing import SEGMENT_SIZE, config_for, segment_bytes, write_synthetic_video
 from seedcast.origin.testing import SYNTHETIC_VERSION as VERSION
 
 SECRET = b"TOP-SECRET-MARKER-6f1d"
+DASHJS_STANDIN = b"/* stand-in for dash.js */ var dashjs = {};\n"
 
 
 @dataclass
@@ -64,7 +62,11 @@ class RawConnection:
         status = int(lines[0].split(" ")[1])
         headers = [(line.split(":", 1)[0], line.split(":", 1)[1].strip()) for line in lines[1:]]
         response = RawResponse(status, headers, b"")
-        length = 0 if head or status in (204, 304) or status < 200 else int(response.header("content-length") or 0)
+        length = (
+            0
+            if head or status in (204, 304) or status < 200
+            else int(response.header("content-length") or 0)
+        )
         while len(self.buffer) < length:
             await self._fill()
         response.body, self.buffer = self.buffer[:length], self.buffer[length:]
@@ -91,8 +93,9 @@ class Origin:
     async def connect(self) -> RawConnection:
         return RawConnection(await trio.open_tcp_stream(self.host, self.port))
 
-    async def request(self, method: str, target: str, headers: dict[str, str] | None = None,
-                      *, body: bytes = b"") -> RawResponse:
+    async def request(
+        self, method: str, target: str, headers: dict[str, str] | None = None, *, body: bytes = b""
+    ) -> RawResponse:
         connection = await self.connect()
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host}", "Connection: close"]
         lines += [f"{key}: {value}" for key, value in (headers or {}).items()]
@@ -105,7 +108,9 @@ class Origin:
         return response
 
     async def get(self, target: str, **headers: str) -> RawResponse:
-        return await self.request("GET", target, {k.replace("_", "-"): v for k, v in headers.items()})
+        return await self.request(
+            "GET", target, {k.replace("_", "-"): v for k, v in headers.items()}
+        )
 
     async def metrics(self) -> str:
         return (await self.get("/metrics")).body.decode()
@@ -117,8 +122,13 @@ async def start_origin(nursery: trio.Nursery, data_dir: Path, *, dashjs: str = "
     config = dataclasses.replace(config, origin=dataclasses.replace(config.origin, dashjs=dashjs))
     holder: dict[str, OriginApp] = {}
     addresses = await nursery.start(
-        functools.partial(serve, config, "origin-test", listen="127.0.0.1:0",
-                          on_ready=lambda app, server: holder.__setitem__("app", app))
+        functools.partial(
+            serve,
+            config,
+            "origin-test",
+            listen="127.0.0.1:0",
+            on_ready=lambda app, server: holder.__setitem__("app", app),
+        )
     )
     host, port = addresses[0].rsplit(":", 1)
     return Origin(host, int(port), holder["app"], library, data_dir)
@@ -127,20 +137,22 @@ async def start_origin(nursery: trio.Nursery, data_dir: Path, *, dashjs: str = "
 @pytest.fixture
 def dashjs_file(tmp_path: Path) -> Path:
     path = tmp_path / "dash.all.min.js"
-    path.write_text("/* stand-in for dash.js */ var dashjs = {};\n")
+    path.write_bytes(DASHJS_STANDIN)
     return path
 
 
 @pytest.fixture
-async def origin(tmp_path: Path, nursery: trio.Nursery, dashjs_file: Path) -> AsyncIterator[Origin]:
+async def origin(tmp_path: Path, nursery: trio.Nursery, dashjs_file: Path) -> Origin:
     data_dir = tmp_path / "data"
     write_synthetic_video(Library(data_dir / "library"), "movie")
-    yield await start_origin(nursery, data_dir, dashjs=str(dashjs_file))
+    return await start_origin(nursery, data_dir, dashjs=str(dashjs_file))
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
     label_text = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(label_text) + r"\}" if labels else "") + r" (\S+)"
+    pattern = (
+        re.escape(name) + (r"\{" + re.escape(label_text) + r"\}" if labels else "") + r" (\S+)"
+    )
     match = re.search(r"^" + pattern + "$", text, re.MULTILINE)
     assert match, f"{name} {labels} not in metrics"
     return float(match.group(1))
@@ -171,8 +183,15 @@ async def test_manifest_segments_and_torrent_headers(origin: Origin) -> None:
         assert response.header("content-length") == str(path.stat().st_size)
         assert response.header("cache-control") == cache_control
         etag = response.header("etag")
-        assert etag is not None and etag.startswith('"') and not etag.startswith("W/")
-        assert response.header("last-modified", ) is not None
+        assert etag is not None
+        assert etag.startswith('"')
+        assert not etag.startswith("W/")
+        assert (
+            response.header(
+                "last-modified",
+            )
+            is not None
+        )
         assert response.header("last-modified").endswith("GMT")  # type: ignore[union-attr]
         assert response.header("accept-ranges") == "bytes"
         assert response.header("access-control-allow-origin") == "*"
@@ -180,7 +199,8 @@ async def test_manifest_segments_and_torrent_headers(origin: Origin) -> None:
         assert response.header("x-served-by") == "origin-test"
         assert response.header("set-cookie") is None  # media is cacheable: no cookies
         head = await origin.request("HEAD", target)
-        assert head.status == 200 and head.body == b""
+        assert head.status == 200
+        assert head.body == b""
         for name in ("content-type", "content-length", "etag", "last-modified", "cache-control"):
             assert head.header(name) == response.header(name), name
 
@@ -188,9 +208,13 @@ async def test_manifest_segments_and_torrent_headers(origin: Origin) -> None:
 async def test_conditional_get(origin: Origin) -> None:
     first = await origin.get(CHUNK)
     etag, modified = first.header("etag"), first.header("last-modified")
-    assert etag and modified
-    for headers in ({"if_none_match": etag}, {"if_modified_since": modified},
-                    {"if_none_match": f'"x", W/{etag}'}):
+    assert etag
+    assert modified
+    for headers in (
+        {"if_none_match": etag},
+        {"if_modified_since": modified},
+        {"if_none_match": f'"x", W/{etag}'},
+    ):
         connection = await origin.connect()
         lines = [f"GET {CHUNK} HTTP/1.1", "Host: x"] + [
             f"{key.replace('_', '-')}: {value}" for key, value in headers.items()
@@ -198,15 +222,18 @@ async def test_conditional_get(origin: Origin) -> None:
         await connection.send(("\r\n".join(lines) + "\r\n\r\n").encode())
         response = await connection.read_response()
         assert response.status == 304
-        assert response.body == b"" and connection.buffer == b""
+        assert response.body == b""
+        assert connection.buffer == b""
         assert response.header("etag") == etag
         assert response.header("content-length") in (None, "0")
         # The connection stays usable after a 304: nothing stray was sent.
-        await connection.send(f"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await connection.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await connection.read_response()).status == 200
         await connection.stream.aclose()
     assert (await origin.get(CHUNK, if_none_match='"stale"')).status == 200
-    assert (await origin.get(CHUNK, if_modified_since="Mon, 01 Jan 2001 00:00:00 GMT")).status == 200
+    assert (
+        await origin.get(CHUNK, if_modified_since="Mon, 01 Jan 2001 00:00:00 GMT")
+    ).status == 200
     assert (await origin.get(CHUNK, if_match='"stale"')).status == 412
     text = await origin.metrics()
     assert _metric(text, "seedcast_origin_not_modified_total") == 3
@@ -220,21 +247,26 @@ async def test_ranges(origin: Origin) -> None:
     assert single.header("content-range") == f"bytes 100-199/{SEGMENT_SIZE}"
     assert single.header("content-length") == "100"
     suffix = await origin.get(CHUNK, range="bytes=-10")
-    assert suffix.status == 206 and suffix.body == whole[-10:]
+    assert suffix.status == 206
+    assert suffix.body == whole[-10:]
     open_ended = await origin.get(CHUNK, range=f"bytes={SEGMENT_SIZE - 5}-")
     assert open_ended.body == whole[-5:]
     unsatisfiable = await origin.get(CHUNK, range=f"bytes={SEGMENT_SIZE}-")
     assert unsatisfiable.status == 416
     assert unsatisfiable.header("content-range") == f"bytes */{SEGMENT_SIZE}"
     multi = await origin.get(CHUNK, range="bytes=0-1,10-11")
-    assert multi.status == 200 and multi.body == whole
+    assert multi.status == 200
+    assert multi.body == whole
     stale = await origin.get(CHUNK, range="bytes=0-9", if_range='"stale"')
-    assert stale.status == 200 and stale.body == whole
+    assert stale.status == 200
+    assert stale.body == whole
     etag = single.header("etag")
     fresh = await origin.get(CHUNK, range="bytes=0-9", if_range=etag or "")
-    assert fresh.status == 206 and fresh.body == whole[:10]
+    assert fresh.status == 206
+    assert fresh.body == whole[:10]
     head = await origin.request("HEAD", CHUNK, {"Range": "bytes=0-9"})
-    assert head.status == 200 and head.header("content-length") == str(SEGMENT_SIZE)
+    assert head.status == 200
+    assert head.header("content-length") == str(SEGMENT_SIZE)
 
 
 # --- redirects and errors ------------------------------------------------------------------
@@ -260,7 +292,7 @@ async def test_renamed_video_answers_301(origin: Origin) -> None:
         "/movie/video.json",
         "/movie/manifest.mpd/more",
         f"/movie/chunk-{VERSION}-0-00009.m4s",
-        f"/movie/chunk-ffffffff-0-00001.m4s",
+        "/movie/chunk-ffffffff-0-00001.m4s",
         "/index.json",
         "/static/watch.html",
         "/static/nothing.js",
@@ -296,7 +328,8 @@ async def test_bad_requests(origin: Origin, raw: bytes) -> None:
     await connection.send(raw)
     with trio.fail_after(10):
         response = await connection.read_response()
-    assert 400 <= response.status < 600 and response.status != 404
+    assert 400 <= response.status < 600
+    assert response.status != 404
     await connection.stream.aclose()
 
 
@@ -351,7 +384,8 @@ async def test_symlinks_are_never_followed(origin: Origin, tmp_path: Path) -> No
     chunk.unlink()
     chunk.symlink_to(origin.secret)
     response = await origin.get(CHUNK)
-    assert response.status == 404 and SECRET not in response.body
+    assert response.status == 404
+    assert SECRET not in response.body
     # A whole video folder that is a symlink to somewhere else.
     outside = tmp_path / "outside"
     write_synthetic_video(Library(outside), "evil")
@@ -372,9 +406,13 @@ async def test_symlinks_are_never_followed(origin: Origin, tmp_path: Path) -> No
 
 async def test_cors_preflight(origin: Origin) -> None:
     response = await origin.request(
-        "OPTIONS", "/movie/manifest.mpd",
-        {"Origin": "http://player.example", "Access-Control-Request-Method": "GET",
-         "Access-Control-Request-Headers": "range"},
+        "OPTIONS",
+        "/movie/manifest.mpd",
+        {
+            "Origin": "http://player.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "range",
+        },
     )
     assert response.status == 204
     assert response.header("access-control-allow-origin") == "*"
@@ -388,8 +426,10 @@ async def test_cors_preflight(origin: Origin) -> None:
 async def test_viewer_cookie_and_unique_viewers(origin: Origin) -> None:
     first = await origin.get("/watch/movie")
     cookie = first.header("set-cookie")
-    assert cookie is not None and cookie.startswith("seedcast_viewer=")
-    assert "Path=/" in cookie and "Max-Age=" in cookie
+    assert cookie is not None
+    assert cookie.startswith("seedcast_viewer=")
+    assert "Path=/" in cookie
+    assert "Max-Age=" in cookie
     viewer = cookie.split(";", 1)[0]
     again = await origin.get("/watch/movie", cookie=f"lang=en; {viewer}")
     assert again.header("set-cookie") is None
@@ -407,13 +447,17 @@ async def test_viewer_cookie_and_unique_viewers(origin: Origin) -> None:
 
 async def test_catalog_and_healthz(origin: Origin) -> None:
     catalog = await origin.get("/catalog")
-    assert catalog.status == 200 and catalog.header("content-type") == "application/json"
+    assert catalog.status == 200
+    assert catalog.header("content-type") == "application/json"
     body = json.loads(catalog.body)
     (video,) = body["videos"]
-    assert video["id"] == "movie" and video["manifest"] == "/movie/manifest.mpd"
-    assert video["segment_count"] == 3 and video["duration"] == 6.0
+    assert video["id"] == "movie"
+    assert video["manifest"] == "/movie/manifest.mpd"
+    assert video["segment_count"] == 3
+    assert video["duration"] == 6.0
     health = await origin.get("/healthz")
-    assert health.status == 200 and json.loads(health.body)["status"] == "ok"
+    assert health.status == 200
+    assert json.loads(health.body)["status"] == "ok"
     assert health.header("cache-control") == "no-store"
     # A video published while the server runs shows up at once.
     write_synthetic_video(origin.library, "second")
@@ -421,20 +465,23 @@ async def test_catalog_and_healthz(origin: Origin) -> None:
     assert [video["id"] for video in body["videos"]] == ["movie", "second"]
     assert (await origin.get("/second/manifest.mpd")).status == 200
     home = await origin.get("/")
-    assert home.status == 200 and b"/watch/second" in home.body
+    assert home.status == 200
+    assert b"/watch/second" in home.body
 
 
-async def test_watch_page_and_dashjs(origin: Origin, dashjs_file: Path) -> None:
+async def test_watch_page_and_dashjs(origin: Origin) -> None:
     page = await origin.get("/watch/movie")
     assert page.status == 200
     assert page.header("content-type") == "text/html; charset=utf-8"
     text = page.body.decode()
     assert '"/movie/manifest.mpd"' in text
     assert "/static/dash.all.min.js" in text
-    assert "x-served-by" in text and "getBufferLength" in text
+    assert "x-served-by" in text
+    assert "getBufferLength" in text
     assert "Synthetic movie" in text
     script = await origin.get("/static/dash.all.min.js")
-    assert script.status == 200 and script.body == dashjs_file.read_bytes()
+    assert script.status == 200
+    assert script.body == DASHJS_STANDIN
     assert script.header("content-type") == "text/javascript; charset=utf-8"
 
 
@@ -443,9 +490,11 @@ async def test_missing_dashjs_is_explained(tmp_path: Path, nursery: trio.Nursery
     write_synthetic_video(Library(data_dir / "library"), "movie")
     origin = await start_origin(nursery, data_dir, dashjs=str(tmp_path / "no-such-dir"))
     page = await origin.get("/watch/movie")
-    assert page.status == 503 and b"npm install" in page.body
+    assert page.status == 503
+    assert b"npm install" in page.body
     script = await origin.get("/static/dash.all.min.js")
-    assert script.status == 404 and b"npm install" in script.body
+    assert script.status == 404
+    assert b"npm install" in script.body
 
 
 # --- connections and streaming -------------------------------------------------------------
@@ -473,10 +522,10 @@ async def test_large_segment_is_streamed_intact(tmp_path: Path, nursery: trio.Nu
     origin = await start_origin(nursery, data_dir)
     expected = segment_bytes("1", 3, size)
     response = await origin.get(f"/big/chunk-{VERSION}-1-00003.m4s")
-    assert response.status == 200 and len(response.body) == size
+    assert response.status == 200
+    assert len(response.body) == size
     assert hashlib.sha256(response.body).digest() == hashlib.sha256(expected).digest()
     tail = await origin.get(f"/big/chunk-{VERSION}-1-00003.m4s", range=f"bytes={size - 1000}-")
     assert tail.body == expected[-1000:]
     text = await origin.metrics()
     assert _metric(text, "seedcast_origin_file_bytes_total", kind="segment") == size + 1000
-    assert os.path.getsize(origin.library.root / "big" / f"chunk-{VERSION}-1-00003.m4s") == size

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from seedcast.peer.metainfo import Metainfo, create_torrent
 from seedcast.peer.storage import Storage
 from seedcast.peer.swarm import Swarm, SwarmSettings
@@ -56,7 +55,9 @@ class TorrentFixture:
             assert (directory / self.metainfo.name / relative).read_bytes() == data, relative
 
 
-def make_torrent(tmp: Path, *, sizes: dict[str, int], piece_length: int, announce: str = "") -> TorrentFixture:
+def make_torrent(
+    tmp: Path, *, sizes: dict[str, int], piece_length: int, announce: str = ""
+) -> TorrentFixture:
     seed_dir = tmp / "seed-data"
     root = seed_dir / "movie"
     files = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 from typing import Any
 
@@ -35,13 +36,17 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "metrics": None,
     },
     "status": {},
-    "status-reply": {"statistics": {"req_per_s": 12.5, "hit_ratio": 0.9}, "state": "ready", "uptime": 3.0},
+    "status-reply": {
+        "statistics": {"req_per_s": 12.5, "hit_ratio": 0.9},
+        "state": "ready",
+        "uptime": 3.0,
+    },
     "cluster-status": {},
     "cluster-status-reply": {"processes": [{"role": "edge", "name": "edge-1"}], "cluster": {}},
     "wait-ready": {"name": "edge-1", "after_pid": 17},
     "drain": {},
     "shutdown": {"deadline": 2.5},
-    "purge": {"prefix": "/sample/"},
+    "purge": {"prefix": "/sample/", "video": None},
     "set-rate": {"upload": 1_000_000.0, "download": None},
     "ok": {"result": {"purged": 3}},
     "error": {"code": "malformed", "message": "bad"},
@@ -145,9 +150,18 @@ def test_default_frame_limit() -> None:
         (msgpack.packb({"v": 2, "type": "status", "id": 1}), ErrorCode.UNSUPPORTED_VERSION),
         (msgpack.packb({"v": 1, "type": "status", "id": -1}), ErrorCode.MALFORMED),
         (msgpack.packb({"v": 1, "type": "status", "id": True}), ErrorCode.MALFORMED),
-        (msgpack.packb({"v": 1, "type": "hello", "id": 1, "role": "x", "name": "y"}), ErrorCode.MALFORMED),
-        (msgpack.packb({"v": 1, "type": "hello", "id": 1, "role": 1, "name": "y", "pid": 1}), ErrorCode.MALFORMED),
-        (msgpack.packb({"v": 1, "type": "shutdown", "id": 1, "deadline": float("nan")}), ErrorCode.MALFORMED),
+        (
+            msgpack.packb({"v": 1, "type": "hello", "id": 1, "role": "x", "name": "y"}),
+            ErrorCode.MALFORMED,
+        ),
+        (
+            msgpack.packb({"v": 1, "type": "hello", "id": 1, "role": 1, "name": "y", "pid": 1}),
+            ErrorCode.MALFORMED,
+        ),
+        (
+            msgpack.packb({"v": 1, "type": "shutdown", "id": 1, "deadline": float("nan")}),
+            ErrorCode.MALFORMED,
+        ),
         (msgpack.packb({"v": 1, "type": "ok", "id": 1, "result": {}}), ErrorCode.MALFORMED),
         (msgpack.packb({"v": 1, "type": "status", "id": 1, "reply_to": "x"}), ErrorCode.MALFORMED),
         (msgpack.packb({1: 2}), ErrorCode.MALFORMED),
@@ -166,7 +180,7 @@ def test_malformed_payloads_become_events(payload: bytes, code: ErrorCode) -> No
 
 
 def test_malformed_keeps_the_id_for_reply_to() -> None:
-    result = decode_payload(msgpack.packb({"v": 1, "type": "purge", "id": 77}))
+    result = decode_payload(msgpack.packb({"v": 1, "type": "purge", "id": 77, "prefix": 5}))
     assert isinstance(result, MalformedMessage)
     assert result.id == 77
     assert "prefix" in result.reason
@@ -192,6 +206,7 @@ def test_extra_fields_are_kept() -> None:
     [
         ("hello", {"role": "edge"}, None),
         ("purge", {"prefix": 3}, None),
+        ("wait-ready", {}, None),
         ("ok", {"result": {}}, None),
         ("status", {"id": 3}, None),
         ("ok", {"result": {"x": object()}}, 1),
@@ -220,7 +235,7 @@ def test_any_bytes_give_events_or_remote_protocol_error(data: bytes, cuts: list[
     codec = ControlCodec(max_frame=4096)
     points = sorted({0, len(data), *[cut % (len(data) + 1) for cut in cuts]})
     try:
-        for start, end in zip(points, points[1:], strict=False):
+        for start, end in itertools.pairwise(points):
             codec.receive_data(data[start:end])
             for event in events(codec):
                 assert isinstance(event, ControlMessage | MalformedMessage | ConnectionClosed)
@@ -231,11 +246,19 @@ def test_any_bytes_give_events_or_remote_protocol_error(data: bytes, cuts: list[
         pass
 
 
-scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=8) | st.binary(max_size=8)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
+)
 values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -243,9 +266,27 @@ values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(
     message_type=st.sampled_from([*SCHEMA, "other"]),
-    fields=st.dictionaries(st.sampled_from(["role", "name", "pid", "addresses", "statistics",
-                                           "result", "prefix", "code", "message", "deadline",
-                                           "upload", "processes", "x"]), values, max_size=6),
+    fields=st.dictionaries(
+        st.sampled_from(
+            [
+                "role",
+                "name",
+                "pid",
+                "addresses",
+                "statistics",
+                "result",
+                "prefix",
+                "code",
+                "message",
+                "deadline",
+                "upload",
+                "processes",
+                "x",
+            ]
+        ),
+        values,
+        max_size=6,
+    ),
     message_id=st.integers(-2, 2**40) | st.none() | st.text(max_size=3),
     reply_to=st.integers(-2, 10) | st.none(),
     version=st.sampled_from([1, 1, 1, 0, 2, "1", None]),

@@ -44,15 +44,24 @@ def test_sub_second_intervals_are_written_in_milliseconds(tmp_path: Path) -> Non
 def test_targets_are_file_sd_json() -> None:
     text = render_targets([Target("127.0.20.1:8080", "edge", "edge-1", "eu")])
     assert json.loads(text) == [
-        {"targets": ["127.0.20.1:8080"], "labels": {"role": "edge", "name": "edge-1", "region": "eu"}}
+        {
+            "targets": ["127.0.20.1:8080"],
+            "labels": {"role": "edge", "name": "edge-1", "region": "eu"},
+        }
     ]
 
 
 def test_state_file_round_trip(tmp_path: Path) -> None:
     state = ClusterState(
-        cluster="local", cluster_id="abc", launcher_pid=1234, control=str(tmp_path / "c.sock"),
-        run_dir=str(tmp_path), config=str(tmp_path / "cluster.toml"), detached=True,
-        started_at=1.5, processes=({"role": "edge", "name": "edge-1", "pid": 55},),
+        cluster="local",
+        cluster_id="abc",
+        launcher_pid=1234,
+        control=str(tmp_path / "c.sock"),
+        run_dir=str(tmp_path),
+        config=str(tmp_path / "cluster.toml"),
+        detached=True,
+        started_at=1.5,
+        processes=({"role": "edge", "name": "edge-1", "pid": 55},),
         extra={"prometheus": None},
     )
     write_state(tmp_path, state)
@@ -68,31 +77,63 @@ def test_junk_state_reads_as_none(tmp_path: Path, junk: str) -> None:
     assert read_state(tmp_path) is None
 
 
-def _fake_roles(monkeypatch: pytest.MonkeyPatch, available: dict[str, set[str] | None]) -> None:
+TORRENT = Path("/data/library/sample/sample.torrent")
+
+
+def _fake_roles(
+    monkeypatch: pytest.MonkeyPatch,
+    available: dict[str, set[str] | None],
+    torrent: Path | None = TORRENT,
+) -> None:
     monkeypatch.setattr(plan_module, "role_options", lambda command: available.get(command))
+    monkeypatch.setattr(plan_module, "published_torrent", lambda config: torrent)
 
 
 def test_plan_of_a_full_cluster(monkeypatch: pytest.MonkeyPatch, config: ClusterConfig) -> None:
     common = {"--name", "--listen"}
-    _fake_roles(monkeypatch, {
-        "origin": common, "edge": common, "dns": common | {"--metrics-listen"},
-        "tracker": common, "peer": common | {"--agent", "--agent-listen", "--seed"},
-    })
+    _fake_roles(
+        monkeypatch,
+        {
+            "origin": common,
+            "edge": common,
+            "dns": common | {"--metrics-listen"},
+            "tracker": common,
+            "peer": common
+            | {"--agent", "--agent-listen", "--seed", "--torrent", "--tracker", "--metrics"},
+        },
+    )
     plan = plan_cluster(config, Path("/run/cluster.toml"))
     names = [spec.name for spec in plan.processes]
-    assert names == ["origin", "tracker", "dns", "edge-1", "edge-2", "seed",
-                     "viewer-1", "viewer-2", "viewer-3", "viewer-4"]
+    assert names == [
+        "origin",
+        "tracker",
+        "dns",
+        "edge-1",
+        "edge-2",
+        "seed",
+        "viewer-1",
+        "viewer-2",
+        "viewer-3",
+        "viewer-4",
+    ]
     assert plan.skipped == ()
     by_name = {spec.name: spec for spec in plan.processes}
     edge = by_name["edge-2"]
     assert edge.argv[-4:] == ("--name", "edge-2", "--listen", "127.0.20.2:8080")
-    assert edge.tier is Tier.EDGES and edge.region == "us"
+    assert edge.argv[3:6] == ("edge", "--config", "/run/cluster.toml")
+    assert edge.tier is Tier.EDGES
+    assert edge.region == "us"
     assert "--config" in edge.argv
     viewer = by_name["viewer-1"]
     assert viewer.role == "viewer"
     assert viewer.address == "127.0.40.2:8081"
     assert "--agent" in viewer.argv
-    assert by_name["seed"].argv[-2:] == ("--seed", "sample")
+    seed = by_name["seed"].argv
+    assert "--seed" in seed
+    assert seed[seed.index("--torrent") + 1] == str(TORRENT)
+    assert seed[seed.index("--data") + 1] == "/data/library"  # the library holds the files
+    assert seed[seed.index("--tracker") + 1] == "http://127.0.30.1:6969/announce"
+    assert seed[seed.index("--metrics") + 1] == "127.0.40.1:8081"
     assert by_name["dns"].metrics == "127.0.53.1:9153"
 
 
@@ -106,6 +147,15 @@ def test_plan_skips_missing_roles_and_options(
     assert any("viewer" in line and "--agent" in line for line in plan.skipped)
     assert any(line.startswith("2 edge(s): skipped") for line in plan.skipped)
     assert any(line.startswith("dns: skipped") for line in plan.skipped)
+
+
+def test_plan_without_a_published_video_has_no_seeder(
+    monkeypatch: pytest.MonkeyPatch, config: ClusterConfig
+) -> None:
+    _fake_roles(monkeypatch, {"peer": {"--listen"}}, torrent=None)
+    plan = plan_cluster(config, Path("/run/cluster.toml"))
+    assert plan.processes == ()
+    assert any("no published video" in line for line in plan.skipped)
 
 
 def test_plan_says_when_prometheus_is_missing(

@@ -62,7 +62,8 @@ def test_life_of_a_process() -> None:
     assert record.settled
     assert record.uptime(2.0) == pytest.approx(2.0)
     decision = record.exited(-9, now=3.0)
-    assert decision is not None and decision.restart
+    assert decision is not None
+    assert decision.restart
     assert record.state is ProcessState.RESTARTING
     assert record.pid is None
     record.spawned(101, now=3.1)

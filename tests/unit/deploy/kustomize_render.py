@@ -9,7 +9,8 @@ kustomize's semantics:
 - ``configMapGenerator`` with ``files`` / ``literals`` and ``behavior``
   create | replace | merge; generated names get kustomize's content hash
   suffix at the end of the top-level build, and every reference from a pod
-  template (volumes, envFrom, env valueFrom) follows the new name;
+  template (volumes, envFrom, env valueFrom; CronJobs' job templates too)
+  follows the new name;
 - ``patches`` with ``path`` or inline ``patch``: strategic merge patches that
   name their target by kind and metadata.name. Lists merge by key the way the
   Kubernetes API declares it for the fields used here (containers,
@@ -72,6 +73,7 @@ MERGE_KEYS = {
 }
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
+SCALABLE_KINDS = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
 
 
 class UnsupportedFeature(Exception):
@@ -140,7 +142,7 @@ def _build(directory: Path) -> _Build:
             resource
             for resource in build.resources
             if resource["metadata"]["name"] == replica["name"]
-            and resource["kind"] in WORKLOAD_KINDS - {"Job", "DaemonSet"}
+            and resource["kind"] in SCALABLE_KINDS
         ]
         if not matches:
             raise ValueError(f"{kustomization_path}: replicas: no workload {replica['name']!r}")
@@ -246,6 +248,8 @@ def strategic_merge(original: Any, patch: Any, field_name: str = "") -> Any:
 def _pod_spec(resource: Resource) -> dict[str, Any] | None:
     if resource["kind"] in WORKLOAD_KINDS:
         return resource["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+    if resource["kind"] == "CronJob":
+        return resource["spec"]["jobTemplate"]["spec"]["template"]["spec"]  # type: ignore[no-any-return]
     if resource["kind"] == "Pod":
         return resource["spec"]  # type: ignore[no-any-return]
     return None

@@ -159,7 +159,11 @@ def test_roles_find_each_other_by_service_name(
     assert command(host) == ["dns"]
     assert port == parse_host_port(cluster.dns.listen)[1]
     viewer = command("viewer")
-    assert parse_host_port(viewer[viewer.index("--listen") + 1]) == ("0.0.0.0", cluster.peers.port)
+    assert "--agent" in viewer
+    listen = parse_host_port(viewer[viewer.index("--listen") + 1])
+    assert listen == ("0.0.0.0", cluster.peers.port)
+    agent = parse_host_port(viewer[viewer.index("--agent-listen") + 1])
+    assert agent == ("0.0.0.0", cluster.peers.agent_port)
 
 
 def test_viewer_prefix_is_the_compose_network(
@@ -235,4 +239,7 @@ def test_grafana_is_provisioned(compose: dict[str, Any]) -> None:
     )
     (provider,) = dashboards["providers"]
     folder = provider["options"]["path"]
-    assert targets[f"{folder}/seedcast.json"] == DEPLOY / "./grafana/seedcast.json"
+    dashboard = targets[f"{folder}/seedcast.json"]
+    assert dashboard == DEPLOY / "grafana" / "seedcast.json"
+    # File provisioning fills no export inputs: ${DS_...} would leave panels without data.
+    assert "${DS_" not in dashboard.read_text(encoding="utf-8")

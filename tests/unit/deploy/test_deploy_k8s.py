@@ -117,12 +117,18 @@ def named(resources: list[Resource], kind: str, name: str) -> Resource:
 
 def workloads(resources: list[Resource]) -> Iterator[Resource]:
     for resource in resources:
-        if resource["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        if resource["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"):
             yield resource
 
 
+def pod_template(workload: Resource) -> dict[str, Any]:
+    if workload["kind"] == "CronJob":
+        return workload["spec"]["jobTemplate"]["spec"]["template"]  # type: ignore[no-any-return]
+    return workload["spec"]["template"]  # type: ignore[no-any-return]
+
+
 def pod_spec(workload: Resource) -> dict[str, Any]:
-    return workload["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+    return pod_template(workload)["spec"]  # type: ignore[no-any-return]
 
 
 def all_containers(workload: Resource) -> list[dict[str, Any]]:
@@ -141,7 +147,7 @@ def selected(resources: list[Resource], service: Resource) -> list[Resource]:
     return [
         workload
         for workload in workloads(resources)
-        if selector.items() <= workload["spec"]["template"]["metadata"]["labels"].items()
+        if selector.items() <= pod_template(workload)["metadata"]["labels"].items()
     ]
 
 
@@ -160,7 +166,7 @@ def test_renders_with_unique_names(kustomization: str) -> None:
     keys = [(r["kind"], r["metadata"]["name"]) for r in resources]
     assert len(keys) == len(set(keys))
     kinds = {kind for kind, _ in keys}
-    assert {"ConfigMap", "StatefulSet", "Deployment", "Service", "Job"} <= kinds
+    assert {"ConfigMap", "StatefulSet", "Deployment", "Service", "CronJob"} <= kinds
 
 
 @pytest.mark.slow
@@ -210,7 +216,9 @@ def test_overlay_applies_its_changes() -> None:
     assert pod_spec(edge)["affinity"]["nodeAffinity"]
     (claim,) = named(overlay, "StatefulSet", "origin")["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
-    assert named(overlay, "Job", "load-test")["spec"]["parallelism"] == 20
+    assert (
+        named(overlay, "CronJob", "load-test")["spec"]["jobTemplate"]["spec"]["parallelism"] == 20
+    )
     assert cluster_config(overlay).edge("edge-eu").cache_memory == 512 * 1024 * 1024
     # The generated ConfigMap's name changed with its content, and pods follow it.
     (base_map,) = [r for r in base if r["kind"] == "ConfigMap"]
@@ -293,7 +301,7 @@ def test_workloads_have_resources_and_run_unprivileged(kustomization: str) -> No
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_servers_have_healthz_probes_and_scrape_annotations(kustomization: str) -> None:
     for workload in workloads(rendered(kustomization)):
-        if workload["kind"] == "Job":
+        if workload["kind"] in ("Job", "CronJob"):
             continue
         (container,) = pod_spec(workload)["containers"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -304,7 +312,7 @@ def test_servers_have_healthz_probes_and_scrape_annotations(kustomization: str) 
             check = container[probe]["httpGet"]
             assert check["path"] == "/healthz"
             assert check["port"] in ports
-        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        annotations = pod_template(workload)["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
         assert annotations["prometheus.io/path"] == "/metrics"
         assert int(annotations["prometheus.io/port"]) in ports.values()
@@ -326,11 +334,13 @@ def test_dns_service_answers_on_udp_and_tcp() -> None:
     assert protocols == {"UDP", "TCP"}
 
 
-def test_load_test_job_waits_to_be_started() -> None:
-    job = named(rendered("overlays/example"), "Job", "load-test")
-    assert job["spec"]["suspend"] is True
-    assert job["spec"]["activeDeadlineSeconds"] > 0
-    (container,) = pod_spec(job)["containers"]
+def test_load_test_is_a_template_that_never_runs_by_itself() -> None:
+    template = named(rendered("overlays/example"), "CronJob", "load-test")
+    assert template["spec"]["suspend"] is True
+    job = template["spec"]["jobTemplate"]["spec"]
+    assert job["activeDeadlineSeconds"] > 0
+    assert pod_spec(template)["restartPolicy"] == "Never"
+    (container,) = pod_spec(template)["containers"]
     assert seedcast_args(container)[:2] == [
         "play",
         "http://video.netcinema.test/sample/manifest.mpd",
@@ -412,7 +422,9 @@ def test_roles_find_each_other_through_services(kustomization: str) -> None:
     args = seedcast_args(peer)
     assert args[0] == "peer"
     bittorrent = {p["name"]: p["containerPort"] for p in peer["ports"]}
+    assert "--agent" in args
     assert listen_port(args[args.index("--listen") + 1]) == bittorrent["bittorrent"]
+    assert listen_port(args[args.index("--agent-listen") + 1]) == bittorrent["http"]
     assert bittorrent["bittorrent"] == config.peers.port
     assert bittorrent["http"] == config.peers.agent_port
 

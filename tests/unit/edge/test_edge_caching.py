@@ -380,3 +380,35 @@ def test_end_to_end_drops_hop_by_hop_and_connection_named_fields() -> None:
         ("Content-Type", "text/plain"),
     ]
     assert end_to_end(headers) == [("Content-Type", "text/plain")]
+
+
+header_names = st.sampled_from(
+    ["Cache-Control", "Expires", "Date", "Age", "ETag", "Last-Modified", "Vary", "Set-Cookie",
+     "Pragma", "Authorization", "X-Other"]
+)  # fmt: skip
+header_lists = st.lists(st.tuples(header_names, st.text(max_size=40)), max_size=8)
+
+
+@given(header_lists, header_lists, st.integers(min_value=100, max_value=599), st.floats(0, 1e6))
+def test_any_upstream_headers_give_a_decision_never_an_exception(
+    request_headers: list[tuple[str, str]],
+    response_headers: list[tuple[str, str]],
+    status: int,
+    later: float,
+) -> None:
+    storability("GET", request_headers, status, response_headers)
+    policy = describe_response(
+        status,
+        response_headers,
+        request_time=NOW,
+        response_time=NOW,
+        request_headers=request_headers,
+    )
+    assert policy.freshness_lifetime >= 0
+    assert policy.initial_age >= 0
+    decide(policy, describe_request(request_headers), NOW + later)
+    stale_on_error_allowed(policy, NOW + later, default_window=60)
+    int(age_header(policy, NOW + later))
+    merge_not_modified(response_headers, request_headers)
+    not_modified_for(request_headers, response_headers, status)
+    if_range_matches(request_headers, response_headers)

@@ -71,7 +71,13 @@ def test_guard_never_raises(target: str, hosts: list[str]) -> None:
     refusal = check_request("GET", target, "1.1", hosts, RULES)
     if refusal is None:
         # Accepted targets name our site only.
-        assert target.startswith("/") or "kingcdn.test" in target.lower() or "netcinema" in target.lower() or "localhost" in target.lower() or "127.0.20.1" in target
+        assert (
+            target.startswith("/")
+            or "kingcdn.test" in target.lower()
+            or "netcinema" in target.lower()
+            or "localhost" in target.lower()
+            or "127.0.20.1" in target
+        )
 
 
 @pytest.mark.parametrize(

@@ -275,3 +275,31 @@ def test_budgets_hold_under_random_concurrent_fill_orders(
     for obj in store.objects.values():
         assert obj.memory is not None or obj.disk_path is not None
         assert obj.accounted_size >= obj.length + OBJECT_OVERHEAD
+
+
+@given(st.binary(max_size=300))
+def test_disk_metadata_parser_rejects_garbage_with_value_error(data: bytes) -> None:
+    from seedcast.edge.disk import DiskMeta
+
+    try:
+        DiskMeta.unpack(data)
+    except ValueError:
+        pass
+
+
+def test_disk_metadata_round_trip_and_wrong_types() -> None:
+    import msgpack
+    import pytest
+    from seedcast.edge.disk import DiskMeta
+
+    meta = DiskMeta("k", "/p", ("a",), 200, (("ETag", '"x"'),), 1.0, 2.0, 3)
+    assert DiskMeta.unpack(meta.pack()) == meta
+    for broken in (
+        {"v": 1},
+        {"v": 2, "key": "k"},
+        {**msgpack.unpackb(meta.pack()), "headers": 5},
+        {**msgpack.unpackb(meta.pack()), "length": -1},
+        [1, 2, 3],
+    ):
+        with pytest.raises(ValueError):
+            DiskMeta.unpack(msgpack.packb(broken))

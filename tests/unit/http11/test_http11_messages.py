@@ -164,13 +164,20 @@ def _router() -> Router:
         ("GET", "/", "root", {}),
         ("HEAD", "/", "root", {}),
         ("GET", "/sample/manifest.mpd", "manifest", {"video_id": "sample"}),
-        ("GET", "/sample/720p/seg-1.m4s", "segment", {"video_id": "sample", "rest": "720p/seg-1.m4s"}),
+        (
+            "GET",
+            "/sample/720p/seg-1.m4s",
+            "segment",
+            {"video_id": "sample", "rest": "720p/seg-1.m4s"},
+        ),
         ("HEAD", "/sample/init.mp4", "segment", {"video_id": "sample", "rest": "init.mp4"}),
         ("GET", "/sample/", "segment", {"video_id": "sample", "rest": ""}),
         ("DELETE", "/any", "any", {}),
     ],
 )
-async def test_router_dispatches(method: str, path: str, handler: str, params: dict[str, str]) -> None:
+async def test_router_dispatches(
+    method: str, path: str, handler: str, params: dict[str, str]
+) -> None:
     response = await _router()(Request(method, path))
     assert response.status == 200
     assert response.body == Response.json(200, {"handler": handler, "params": params}).body

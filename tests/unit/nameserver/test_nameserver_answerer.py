@@ -470,5 +470,5 @@ def test_cached_answers_are_byte_identical_to_fresh_ones(cluster: ClusterConfig)
         assert cached.answer(wire, client, transport, 1.0) == uncached.answer(
             wire, client, transport, 1.0
         )
-    assert cached.statistics().cache_hits > 300
+    assert cached.statistics().cache_hits > 100
     assert uncached.statistics().cache_hits == 0

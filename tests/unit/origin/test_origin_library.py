@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from seedcast.errors import MediaError, UsageError
 from seedcast.origin.catalog import Catalog
 from seedcast.origin.library import Library, Rendition, VideoEntry, check_video_id
@@ -23,7 +22,9 @@ def _entry(video_id: str, *, title: str = "t", version: str = "abcd1234") -> Vid
         segment_seconds=2.0,
         segment_count=5,
         renditions=(
-            Rendition("0", "video", "540p", "video/mp4", "avc1.64001f", 1500000, 960, 540, "30/1", 10),
+            Rendition(
+                "0", "video", "540p", "video/mp4", "avc1.64001f", 1500000, 960, 540, "30/1", 10
+            ),
             Rendition("1", "audio", "audio 128k", "audio/mp4", "mp4a.40.2", 128000, bytes=5),
         ),
         bytes=15,
@@ -64,12 +65,16 @@ def test_failure_before_commit_leaves_library_unchanged(tmp_path: Path) -> None:
     library = Library(tmp_path / "library")
     _publish(library, "movie")
     before = _tree(library.root)
-    with pytest.raises(RuntimeError), library.publishing("movie") as partial:
-        (partial.path / "manifest.mpd").write_bytes(b"two")
-        raise RuntimeError("encoder died")
-    with pytest.raises(KeyboardInterrupt), library.publishing("other") as partial:
-        (partial.path / "x").write_bytes(b"x")
-        raise KeyboardInterrupt
+
+    def fail(video_id: str, error: BaseException) -> None:
+        with library.publishing(video_id) as partial:
+            (partial.path / "manifest.mpd").write_bytes(b"two")
+            raise error
+
+    with pytest.raises(RuntimeError):
+        fail("movie", RuntimeError("encoder died"))
+    with pytest.raises(KeyboardInterrupt):
+        fail("other", KeyboardInterrupt())
     assert _tree(library.root) == before
 
 
@@ -85,8 +90,12 @@ def test_replace_only_when_complete(tmp_path: Path) -> None:
 def test_repair_sweeps_dead_partials_and_restores_interrupted_replace(tmp_path: Path) -> None:
     library = Library(tmp_path / "library")
     _publish(library, "movie")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead_pid = int(dead.stdout)
     stale = library.root / f".partial-movie-{dead_pid}-deadbeef"
     stale.mkdir()
@@ -133,7 +142,9 @@ def test_rename_keeps_an_alias(tmp_path: Path) -> None:
         return f"{new_id}.torrent", "11" * 20
 
     entry = library.rename("old", "new", retorrent=retorrent)
-    assert entry.id == "new" and entry.torrent == "new.torrent" and entry.info_hash == "11" * 20
+    assert entry.id == "new"
+    assert entry.torrent == "new.torrent"
+    assert entry.info_hash == "11" * 20
     assert calls == [(library.root / "old", "new")]
     assert (library.root / "new" / "manifest.mpd").exists()
     assert not (library.root / "old").exists()
@@ -158,14 +169,33 @@ def test_remove(tmp_path: Path) -> None:
     library.rename("a", "b")
     library.remove("b")
     index = library.read_index()
-    assert index.videos == {} and index.aliases == {}
+    assert index.videos == {}
+    assert index.aliases == {}
     assert not (library.root / "b").exists()
     with pytest.raises(UsageError):
         library.remove("b")
 
 
-@pytest.mark.parametrize("bad", ["", ".hidden", "a/b", "..", "a..b", "x" * 65, "catalog", "watch",
-                                 "static", "healthz", "metrics", "name.", "-x", "a b", "é"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        ".hidden",
+        "a/b",
+        "..",
+        "a..b",
+        "x" * 65,
+        "catalog",
+        "watch",
+        "static",
+        "healthz",
+        "metrics",
+        "name.",
+        "-x",
+        "a b",
+        "é",
+    ],
+)
 def test_bad_ids(bad: str) -> None:
     with pytest.raises(UsageError):
         check_video_id(bad)
@@ -184,7 +214,8 @@ def test_catalog_serves_only_published_names(tmp_path: Path) -> None:
     _publish(library, "movie")
     library.rename("movie", "film", retorrent=lambda folder, new_id: (f"{new_id}.torrent", ""))
     catalog = Catalog(library.read_index())
-    assert catalog.video("film") is not None and catalog.video("movie") is None
+    assert catalog.video("film") is not None
+    assert catalog.video("movie") is None
     assert catalog.renamed_to("movie") == "film"
     assert catalog.renamed_to("film") is None
     assert catalog.renamed_to("nothing") is None
@@ -228,7 +259,8 @@ def test_catalog_json(tmp_path: Path) -> None:
     _publish(library, "movie", title="My <movie>")
     body = Catalog(library.read_index()).to_json()
     (video,) = body["videos"]
-    assert video["id"] == "movie" and video["title"] == "My <movie>"
+    assert video["id"] == "movie"
+    assert video["title"] == "My <movie>"
     assert video["manifest"] == "/movie/manifest.mpd"
     assert video["torrent"] == "/movie/movie.torrent"
     assert video["renditions"][0]["width"] == 960

@@ -2,54 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
-
 from seedcast.errors import MediaError
 from seedcast.origin.manifest import finish_manifest, parse_iso_duration, parse_manifest
 
 # What ffmpeg 9's dash muxer wrote for the 30 s sample (720p source, default ladder).
-FFMPEG_MPD = """<?xml version="1.0" encoding="utf-8"?>
-<MPD xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
-	xmlns="urn:mpeg:dash:schema:mpd:2011"
-	xmlns:xlink="http://www.w3.org/1999/xlink"
-	xsi:schemaLocation="urn:mpeg:DASH:schema:MPD:2011 http://standards.iso.org/ittf/PubliclyAvailableStandards/MPEG-DASH_schema_files/DASH-MPD.xsd"
-	profiles="urn:mpeg:dash:profile:isoff-live:2011"
-	type="static"
-	mediaPresentationDuration="PT30.0S"
-	maxSegmentDuration="PT2.0S"
-	minBufferTime="PT4.0S">
-	<ProgramInformation>
-	</ProgramInformation>
-	<ServiceDescription id="0">
-	</ServiceDescription>
-	<Period id="0" start="PT0.0S">
-		<AdaptationSet id="0" contentType="video" startWithSAP="1" segmentAlignment="true" bitstreamSwitching="true" frameRate="30/1" maxWidth="1280" maxHeight="720" par="16:9">
-			<Representation id="0" mimeType="video/mp4" codecs="avc1.4d401f" bandwidth="3000000" width="1280" height="720" sar="1:1">
-				<SegmentTemplate timescale="1000000" duration="2000000" initialization="init-abcd1234-$RepresentationID$.m4s" media="chunk-abcd1234-$RepresentationID$-$Number%05d$.m4s" startNumber="1">
-				</SegmentTemplate>
-			</Representation>
-			<Representation id="1" mimeType="video/mp4" codecs="avc1.4d401f" bandwidth="1500000" width="960" height="540" sar="1:1">
-				<SegmentTemplate timescale="1000000" duration="2000000" initialization="init-abcd1234-$RepresentationID$.m4s" media="chunk-abcd1234-$RepresentationID$-$Number%05d$.m4s" startNumber="1">
-				</SegmentTemplate>
-			</Representation>
-			<Representation id="2" mimeType="video/mp4" codecs="avc1.4d401e" bandwidth="600000" width="640" height="360" sar="1:1">
-				<SegmentTemplate timescale="1000000" duration="2000000" initialization="init-abcd1234-$RepresentationID$.m4s" media="chunk-abcd1234-$RepresentationID$-$Number%05d$.m4s" startNumber="1">
-				</SegmentTemplate>
-			</Representation>
-		</AdaptationSet>
-		<AdaptationSet id="1" contentType="audio" startWithSAP="1" segmentAlignment="true" bitstreamSwitching="true" lang="und">
-			<Representation id="3" mimeType="audio/mp4" codecs="mp4a.40.2" bandwidth="128000" audioSamplingRate="48000">
-				<AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="2" />
-				<SegmentTemplate timescale="1000000" duration="2000000" initialization="init-abcd1234-$RepresentationID$.m4s" media="chunk-abcd1234-$RepresentationID$-$Number%05d$.m4s" startNumber="1">
-				</SegmentTemplate>
-			</Representation>
-		</AdaptationSet>
-	</Period>
-</MPD>
-""".encode()
+FFMPEG_MPD = (Path(__file__).parent / "data" / "ffmpeg-dash.mpd").read_bytes()
 
 NS = {"mpd": "urn:mpeg:dash:schema:mpd:2011"}
 
@@ -65,7 +28,12 @@ def test_parse_ffmpeg_mpd() -> None:
         ("3", "audio", "audio/mp4"),
     ]
     first = manifest.representations[0]
-    assert (first.width, first.height, first.bandwidth, first.codecs) == (1280, 720, 3000000, "avc1.4d401f")
+    assert (first.width, first.height, first.bandwidth, first.codecs) == (
+        1280,
+        720,
+        3000000,
+        "avc1.4d401f",
+    )
     assert first.frame_rate == "30/1"  # inherited from the AdaptationSet
     assert first.segment_seconds == 2.0
     assert first.init_name() == "init-abcd1234-0.m4s"
@@ -82,18 +50,25 @@ def test_parse_ffmpeg_mpd() -> None:
 
 
 def test_partial_last_segment_is_counted() -> None:
-    manifest = parse_manifest(FFMPEG_MPD.replace(b'mediaPresentationDuration="PT30.0S"',
-                                                 b'mediaPresentationDuration="PT31.2S"'))
+    manifest = parse_manifest(
+        FFMPEG_MPD.replace(
+            b'mediaPresentationDuration="PT30.0S"', b'mediaPresentationDuration="PT31.2S"'
+        )
+    )
     assert manifest.segment_count(manifest.representations[0]) == 16
 
 
 def test_finish_adds_frame_rate_and_title_and_stays_valid() -> None:
     finished = finish_manifest(FFMPEG_MPD, title="Sample <1> & co")
     root = etree.fromstring(finished)
-    videos = root.xpath("//mpd:AdaptationSet[@contentType='video']/mpd:Representation", namespaces=NS)
+    videos = root.xpath(
+        "//mpd:AdaptationSet[@contentType='video']/mpd:Representation", namespaces=NS
+    )
     assert len(videos) == 3
     assert all(video.get("frameRate") == "30/1" for video in videos)
-    assert root.xpath("string(mpd:ProgramInformation/mpd:Title)", namespaces=NS) == "Sample <1> & co"
+    assert (
+        root.xpath("string(mpd:ProgramInformation/mpd:Title)", namespaces=NS) == "Sample <1> & co"
+    )
     assert root.nsmap[None] == NS["mpd"]
     again = parse_manifest(finished)
     assert again.files() == parse_manifest(FFMPEG_MPD).files()
@@ -120,7 +95,10 @@ def test_bad_iso_durations(text: str) -> None:
         (b"<not xml", "not XML"),
         (b"<html/>", "not an MPD"),
         (b'<MPD xmlns="urn:mpeg:dash:schema:mpd:2011"/>', "mediaPresentationDuration"),
-        (b'<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" mediaPresentationDuration="PT1S"/>', "no representations"),
+        (
+            b'<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" mediaPresentationDuration="PT1S"/>',
+            "no representations",
+        ),
     ],
 )
 def test_bad_manifests(data: bytes, problem: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-
 from seedcast.origin.progress import MAX_LINE, ProgressParser, ProgressUpdate
 
 BLOCKS = (
@@ -40,7 +39,8 @@ def test_not_available_values() -> None:
     (update,) = ProgressParser().feed(b"out_time_us=N/A\nspeed=N/A\nframe=x\nprogress=continue\n")
     assert update == ProgressUpdate(None, None, None, None, False)
     (negative,) = ProgressParser().feed(b"out_time_us=-5000\nspeed=inf\nprogress=continue\n")
-    assert negative.out_time is None and negative.speed is None
+    assert negative.out_time is None
+    assert negative.speed is None
 
 
 def test_overlong_line_is_dropped() -> None:

@@ -7,13 +7,13 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from seedcast.origin.serving import (
     FileFacts,
     PathRefused,
     RangeResult,
     ViewerTracker,
     check_target,
+    check_target_slowly,
     decide_file,
     etag_for,
     http_date,
@@ -91,8 +91,29 @@ def test_plain_paths(path: str, segments: tuple[str, ...]) -> None:
     assert check.segments == segments
 
 
-_PIECES = ["..", ".", "%2e", "%2E", "%2f", "%2F", "%5c", "\\", "/", "%00", "%", "a", "sample",
-           "manifest.mpd", "%c0%ae", "%25", "~", ":", "etc", "passwd", "//"]
+_PIECES = [
+    "..",
+    ".",
+    "%2e",
+    "%2E",
+    "%2f",
+    "%2F",
+    "%5c",
+    "\\",
+    "/",
+    "%00",
+    "%",
+    "a",
+    "sample",
+    "manifest.mpd",
+    "%c0%ae",
+    "%25",
+    "~",
+    ":",
+    "etc",
+    "passwd",
+    "//",
+]
 
 
 @given(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=12))
@@ -101,8 +122,21 @@ def test_traversal_mixtures_never_yield_unsafe_segments(pieces: list[str]) -> No
     if check.ok:
         for segment in check.segments:
             assert segment not in ("", ".", "..")
-            assert "/" not in segment and "\\" not in segment and "\0" not in segment
+            assert "/" not in segment
+            assert "\\" not in segment
+            assert "\0" not in segment
             assert not segment.startswith(".")
+
+
+@given(
+    st.lists(
+        st.text(alphabet="abcXYZ019_.~-%/\\", min_size=0, max_size=12), min_size=1, max_size=10
+    ),
+    st.booleans(),
+)
+def test_fast_path_agrees_with_full_decoding(segments: list[str], trailing: bool) -> None:
+    path = "/" + "/".join(segments) + ("/" if trailing else "")
+    assert check_target(path) == check_target_slowly(path)
 
 
 @given(st.text(max_size=300))
@@ -111,10 +145,12 @@ def test_any_text_is_refused_or_safe(text: str) -> None:
     if check.ok:
         for segment in check.segments:
             assert segment not in ("", ".", "..")
-            assert "/" not in segment and "\\" not in segment
+            assert "/" not in segment
+            assert "\\" not in segment
             assert all(ord(char) >= 0x20 and ord(char) != 0x7F for char in segment)
     else:
-        assert check.refused is not None and check.refused.status in (400, 404)
+        assert check.refused is not None
+        assert check.refused.status in (400, 404)
 
 
 # --- dates and validators ------------------------------------------------------------------
@@ -134,7 +170,9 @@ def test_http_dates() -> None:
 
 def test_etag_is_strong_and_changes_with_the_file() -> None:
     tag = etag_for(FACTS)
-    assert tag.startswith('"') and tag.endswith('"') and not tag.startswith("W/")
+    assert tag.startswith('"')
+    assert tag.endswith('"')
+    assert not tag.startswith("W/")
     assert etag_for(FileFacts(1000, FACTS.mtime, 43, FACTS.mtime_ns)) != tag
     assert etag_for(FileFacts(1001, FACTS.mtime, 42, FACTS.mtime_ns)) != tag
     assert etag_for(FileFacts(1000, FACTS.mtime, 42, FACTS.mtime_ns + 1)) != tag
@@ -142,8 +180,13 @@ def test_etag_is_strong_and_changes_with_the_file() -> None:
 
 def _decide(method: str = "GET", **headers: str):  # type: ignore[no-untyped-def]
     request_headers = {name.replace("_", "-"): value for name, value in headers.items()}
-    return decide_file(method, request_headers, FACTS, content_type="video/mp4",
-                       cache_control="public, max-age=31536000, immutable")
+    return decide_file(
+        method,
+        request_headers,
+        FACTS,
+        content_type="video/mp4",
+        cache_control="public, max-age=31536000, immutable",
+    )
 
 
 def _header(decision, name: str) -> str | None:  # type: ignore[no-untyped-def]
@@ -172,7 +215,8 @@ def test_if_none_match() -> None:
     assert _decide(if_none_match="*").status == 304
     assert _decide(if_none_match='"other"').status == 200
     not_modified = _decide("HEAD", if_none_match=tag)
-    assert not_modified.status == 304 and not not_modified.has_body
+    assert not_modified.status == 304
+    assert not not_modified.has_body
     assert _header(not_modified, "etag") == tag
 
 
@@ -217,7 +261,9 @@ def test_if_match_and_if_unmodified_since() -> None:
         ("0-5", 200, 0, 1000, None),
     ],
 )
-def test_ranges(header: str, status: int, first: int, length: int, content_range: str | None) -> None:
+def test_ranges(
+    header: str, status: int, first: int, length: int, content_range: str | None
+) -> None:
     decision = _decide(range=header)
     assert decision.status == status
     if decision.has_body:
@@ -260,18 +306,21 @@ def test_any_range_header(header: str, size: int) -> None:
 def test_viewer_cookies() -> None:
     tracker = ViewerTracker(random.Random(1))
     viewer, new = tracker.observe([])
-    assert new and len(viewer) == 32
+    assert new
+    assert len(viewer) == 32
     cookie = viewer_cookie(viewer)
     assert cookie.startswith(f"seedcast_viewer={viewer}; Path=/;")
     again, new_again = tracker.observe([f"theme=dark; seedcast_viewer={viewer}"])
     assert (again, new_again) == (viewer, False)
-    assert tracker.unique == 1 and tracker.issued == 1
+    assert tracker.unique == 1
+    assert tracker.issued == 1
     tracker.note(["seedcast_viewer=" + "0" * 32])
     assert tracker.unique == 2
     tracker.note(["seedcast_viewer=../../etc"])  # malformed: not counted
     assert tracker.unique == 2
     _, forged_new = tracker.observe(["seedcast_viewer=XYZ"])
-    assert forged_new and tracker.unique == 3
+    assert forged_new
+    assert tracker.unique == 3
 
 
 def test_viewer_tracker_memory_is_bounded() -> None:

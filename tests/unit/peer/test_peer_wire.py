@@ -210,8 +210,34 @@ def test_incoming_handshake_in_pieces() -> None:
     data = handshake_bytes(peer_id=CLIENT_ID) + b"\x00\x00\x00\x01\x02"
     events: list[object] = []
     for byte in data:
-        events.extend(server.receive_data(bytes([byte])))
+        for event in server.receive_data(bytes([byte])):
+            events.append(event)
+            if isinstance(event, Handshake):
+                server.send(server.handshake(INFO_HASH))
+                events.extend(server.pending_events())
     assert [type(event) for event in events] == [Handshake, Interested]
+
+
+def test_incoming_parsing_pauses_until_our_handshake_is_sent() -> None:
+    server = PeerWire(SERVER_ID, SHAPE)
+    data = handshake_bytes(peer_id=CLIENT_ID) + b"\x00\x00\x00\x01\x0e"  # HAVE_ALL
+    (event,) = server.receive_data(data)
+    assert isinstance(event, Handshake)
+    assert server.pending_events() == []
+    server.send(server.handshake(INFO_HASH))
+    assert server.fast
+    assert server.pending_events() == [HaveAll()]
+
+
+def test_cancel_with_fast_keeps_the_request_until_answered() -> None:
+    client, server = pair()
+    transfer(server, client, HaveAll(), Unchoke())
+    block = BlockRef(1, 0, BLOCK_SIZE)
+    transfer(client, server, Request(block))
+    assert transfer(client, server, Cancel(block)) == [Cancel(block)]
+    assert block in server.remote_requests
+    assert transfer(server, client, RejectRequest(block)) == [RejectRequest(block)]
+    assert not server.remote_requests
 
 
 # -- our own misuse ---------------------------------------------------------------
@@ -240,6 +266,7 @@ def established_server(*, fast: bool = True) -> PeerWire:
     server = PeerWire(SERVER_ID, SHAPE, fast=fast)
     server.receive_data(handshake_bytes(peer_id=CLIENT_ID, fast=fast))
     server.send(server.handshake(INFO_HASH))
+    assert server.pending_events() == []
     return server
 
 

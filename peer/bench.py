@@ -1,0 +1,671 @@
+"""``seedcast bench swarm``: a capped swarm against the P2P bound and against libtorrent.
+
+What it measures (all in one run, on loopback):
+
+1. **Seedcast swarm**: one seed and N leechers (virtual peers spread over
+   worker processes, each with its own sockets, buckets and address
+   127.0.40.k) share an F-byte file through the Seedcast tracker; seed
+   upload u_s, peer upload u_i, download d. The figure is the last leecher's
+   completion time, set beside the bound
+   ``max(F/u_s, F/d_min, N*F/(u_s + sum u_i))`` (their ratio).
+2. **libtorrent swarm**: the same swarm from libtorrent sessions with the same
+   caps (``ignore_limits_on_local_network`` off so loopback peers are capped,
+   ``allow_multiple_connections_per_ip`` on, IP overhead not charged, as ours
+   doesn't), the same tracker.
+3. **One-to-one throughput**, uncapped: a seed and a leecher, ours (two
+   processes) and libtorrent's (two sessions), in MB/s.
+
+Workers are ``python -m seedcast.peer.bench`` processes fed a JSON job on
+stdin; they report completions as JSON lines and stop when stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from seedcast.config import ClusterConfig
+from seedcast.errors import UsageError
+from seedcast.units import MiB, format_size, parse_rate, parse_size
+
+__all__ = ["configure", "run"]
+
+_ADDRESS_PREFIX = "127.0.40."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--leechers",
+        metavar="N",
+        type=int,
+        action="append",
+        default=None,
+        help="leechers in the swarm (repeatable: 8, 16, 32; default 8)",
+    )
+    parser.add_argument("--size", default="64MiB", help="file size F (default 64MiB)")
+    parser.add_argument("--piece-length", default="256KiB", help="piece length (default 256KiB)")
+    parser.add_argument(
+        "--seed-upload", default="4MiB/s", help="seed upload cap u_s (default 4MiB/s)"
+    )
+    parser.add_argument(
+        "--peer-upload", default="1MiB/s", help="leecher upload cap u_i (default 1MiB/s)"
+    )
+    parser.add_argument(
+        "--download", default="8MiB/s", help="leecher download cap d (default 8MiB/s)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, os.cpu_count() or 1),
+        help="worker processes for our peers",
+    )
+    parser.add_argument(
+        "--throughput-size", default="256MiB", help="file size of the uncapped one-to-one test"
+    )
+    parser.add_argument("--no-libtorrent", action="store_true", help="skip the libtorrent runs")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the one-to-one test")
+    parser.add_argument("--no-swarm", action="store_true", help="skip the swarm test")
+    parser.add_argument(
+        "--json", metavar="FILE", default=None, help="also write the results as JSON"
+    )
+    parser.add_argument(
+        "--workdir", metavar="DIR", default=None, help="scratch folder (default: a temp dir)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmResult:
+    implementation: str
+    leechers: int
+    completions: tuple[float, ...]
+    """Seconds from start to each leecher's completion (missing = timed out)."""
+    timed_out: int
+
+    @property
+    def last(self) -> float:
+        return max(self.completions) if self.completions else float("inf")
+
+
+def bound(
+    size: int, leechers: int, seed_upload: float, peer_upload: float, download: float
+) -> float:
+    """The P2P distribution bound in seconds."""
+    return max(
+        size / seed_upload,
+        size / download if download else 0.0,
+        leechers * size / (seed_upload + leechers * peer_upload),
+    )
+
+
+# -- the command ---------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, config: ClusterConfig) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    try:
+        size = parse_size(args.size)
+        piece_length = parse_size(args.piece_length)
+        seed_upload = parse_rate(args.seed_upload)
+        peer_upload = parse_rate(args.peer_upload)
+        download = parse_rate(args.download)
+        throughput_size = parse_size(args.throughput_size)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not seed_upload or not peer_upload:
+        raise UsageError("the swarm test needs upload caps (the bound divides by them)")
+    counts = args.leechers or [8]
+    if any(count < 1 or count > 250 for count in counts):
+        raise UsageError("--leechers must be 1..250")
+    console = Console()
+    workdir = (
+        Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="seedcast-swarm-"))
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "size": size,
+        "piece_length": piece_length,
+        "swarms": [],
+        "throughput": None,
+    }
+    try:
+        source = _make_file(workdir / "source", "movie", "movie.bin", size)
+        if not args.no_swarm:
+            for count in counts:
+                limit = bound(size, count, seed_upload, peer_upload, download)
+                caps = (seed_upload, peer_upload, download)
+                console.print(
+                    f"[bold]swarm[/] N={count}, F={format_size(size)}, bound {limit:.1f} s: Seedcast ..."
+                )
+                ours = trio.run(
+                    _seedcast_swarm,
+                    config,
+                    workdir,
+                    source,
+                    count,
+                    piece_length,
+                    caps,
+                    limit,
+                    args.workers,
+                )
+                theirs = None
+                if not args.no_libtorrent:
+                    console.print(f"[bold]swarm[/] N={count}: libtorrent ...")
+                    theirs = trio.run(
+                        _libtorrent_swarm, config, workdir, source, count, piece_length, caps, limit
+                    )
+                results["swarms"].append(_swarm_entry(count, limit, ours, theirs))
+        if not args.no_throughput:
+            console.print(f"[bold]one-to-one[/], uncapped, {format_size(throughput_size)} ...")
+            big = _make_file(workdir / "source-big", "big", "big.bin", throughput_size)
+            ours_rate = trio.run(_seedcast_throughput, workdir, big)
+            theirs_rate = (
+                None if args.no_libtorrent else trio.run(_libtorrent_throughput, workdir, big)
+            )
+            results["throughput"] = {
+                "size": throughput_size,
+                "seedcast_mb_s": ours_rate,
+                "libtorrent_mb_s": theirs_rate,
+            }
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    if results["swarms"]:
+        table = Table(title="Swarm: last leecher's completion vs the P2P bound")
+        for column in (
+            "N",
+            "bound s",
+            "Seedcast s",
+            "ratio",
+            "libtorrent s",
+            "ratio",
+            "ours/theirs",
+        ):
+            table.add_column(column, justify="right")
+        for entry in results["swarms"]:
+            theirs_s = entry.get("libtorrent_last_s")
+            table.add_row(
+                str(entry["leechers"]),
+                f"{entry['bound_s']:.1f}",
+                _seconds(entry["seedcast_last_s"], entry["seedcast_timed_out"]),
+                f"{entry['seedcast_ratio']:.2f}",
+                "-" if theirs_s is None else _seconds(theirs_s, entry["libtorrent_timed_out"]),
+                "-" if theirs_s is None else f"{entry['libtorrent_ratio']:.2f}",
+                "-" if theirs_s is None else f"{entry['seedcast_last_s'] / theirs_s:.2f}",
+            )
+        console.print(table)
+    if results["throughput"]:
+        throughput = results["throughput"]
+        table = Table(title="One-to-one loopback throughput, uncapped")
+        for column in ("Seedcast MB/s", "libtorrent MB/s", "ratio"):
+            table.add_column(column, justify="right")
+        theirs_rate = throughput["libtorrent_mb_s"]
+        table.add_row(
+            f"{throughput['seedcast_mb_s']:.0f}",
+            "-" if theirs_rate is None else f"{theirs_rate:.0f}",
+            "-" if theirs_rate is None else f"{throughput['seedcast_mb_s'] / theirs_rate:.2f}",
+        )
+        console.print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _seconds(value: float, timed_out: int) -> str:
+    text = f"{value:.1f}"
+    return f"{text} ({timed_out} unfinished)" if timed_out else text
+
+
+def _swarm_entry(
+    count: int, limit: float, ours: SwarmResult, theirs: SwarmResult | None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "leechers": count,
+        "bound_s": limit,
+        "seedcast_last_s": ours.last,
+        "seedcast_ratio": ours.last / limit,
+        "seedcast_timed_out": ours.timed_out,
+        "seedcast_completions_s": list(ours.completions),
+    }
+    if theirs is not None:
+        entry |= {
+            "libtorrent_last_s": theirs.last,
+            "libtorrent_ratio": theirs.last / limit,
+            "libtorrent_timed_out": theirs.timed_out,
+            "libtorrent_completions_s": list(theirs.completions),
+        }
+    return entry
+
+
+def _make_file(root: Path, name: str, filename: str, size: int) -> Path:
+    """``root/name/filename`` with ``size`` random bytes; returns ``root`` (a download dir)."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / filename
+    if not path.exists() or path.stat().st_size != size:
+        with path.open("wb") as handle:
+            remaining = size
+            while remaining:
+                chunk = min(remaining, 4 * MiB)
+                handle.write(random.randbytes(chunk))
+                remaining -= chunk
+    return root
+
+
+def _torrent(source: Path, announce: str, piece_length: int) -> bytes:
+    from seedcast.peer.metainfo import create_torrent
+
+    (folder,) = [path for path in source.iterdir() if path.is_dir()]
+    files = [path.name for path in folder.iterdir()]
+    return create_torrent(
+        folder, files, announce=announce, name=folder.name, piece_length=piece_length
+    )
+
+
+async def _start_tracker(config: ClusterConfig, nursery: trio.Nursery) -> str:
+    import dataclasses
+
+    from seedcast.tracker.server import TrackerService
+
+    tracker_config = dataclasses.replace(config.tracker, allowlist=(), udp=False)
+    service = TrackerService(dataclasses.replace(config, tracker=tracker_config), "bench-tracker")
+    (address,) = await nursery.start(
+        lambda task_status: service.serve(["127.0.30.1:0"], task_status=task_status)
+    )
+    return f"http://{address}/announce"
+
+
+# -- Seedcast swarm: workers ------------------------------------------------------
+
+
+async def _seedcast_swarm(
+    config: ClusterConfig,
+    workdir: Path,
+    source: Path,
+    count: int,
+    piece_length: int,
+    caps: tuple[float, float, float],
+    limit: float,
+    workers: int,
+) -> SwarmResult:
+    seed_upload, peer_upload, download = caps
+    run_dir = workdir / f"seedcast-{count}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    async with trio.open_nursery() as nursery:
+        announce = await _start_tracker(config, nursery)
+        torrent = run_dir / "swarm.torrent"
+        torrent.write_bytes(_torrent(source, announce, piece_length))
+        peers = [
+            {"index": 1, "dir": str(source), "seed": True, "upload": seed_upload, "download": 0.0}
+        ] + [
+            {
+                "index": 1 + number,
+                "dir": str(run_dir / f"leecher-{number}"),
+                "seed": False,
+                "upload": peer_upload,
+                "download": download,
+            }
+            for number in range(1, count + 1)
+        ]
+        jobs: list[list[dict[str, Any]]] = [[] for _ in range(max(1, min(workers, len(peers))))]
+        for position, peer in enumerate(peers):
+            jobs[position % len(jobs)].append(peer)
+        start_at = time.time() + 2.0 + 0.05 * count
+        completions: list[float] = []
+        done = trio.Event()
+        processes = []
+
+        async def run_worker(job: list[dict[str, Any]]) -> None:
+            payload = json.dumps(
+                {"torrent": str(torrent), "peers": job, "start_at": start_at}
+            ).encode()
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "seedcast.peer.bench"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            processes.append(process)
+            assert process.stdin is not None and process.stdout is not None
+            try:
+                await process.stdin.send_all(payload + b"\n")
+                buffer = b""
+                while True:
+                    chunk = await process.stdout.receive_some(65536)
+                    if not chunk:
+                        break
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        message = json.loads(line)
+                        if message.get("event") == "complete" and not message.get("seed"):
+                            completions.append(message["time"] - start_at)
+                            if len(completions) == count:
+                                done.set()
+            finally:
+                with trio.CancelScope(shield=True):
+                    if process.returncode is None:
+                        process.kill()
+                    await process.wait()
+
+        for job in jobs:
+            nursery.start_soon(run_worker, job)
+        with trio.move_on_after(start_at - time.time() + 5 * limit + 30):
+            await done.wait()
+        for process in processes:
+            assert process.stdin is not None
+            with trio.CancelScope(shield=True):
+                try:
+                    await process.stdin.aclose()
+                except trio.ClosedResourceError:
+                    pass
+        with trio.move_on_after(10):
+            for process in processes:
+                await process.wait()
+        nursery.cancel_scope.cancel()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return SwarmResult("seedcast", count, tuple(sorted(completions)), count - len(completions))
+
+
+def _worker_main() -> None:
+    """Run the virtual peers of one job (JSON on stdin) until stdin closes."""
+    job = json.loads(sys.stdin.readline())
+    trio.run(_worker, job)
+
+
+async def _worker(job: dict[str, Any]) -> None:
+    from seedcast.peer.metainfo import Metainfo
+    from seedcast.peer.storage import Storage
+    from seedcast.peer.swarm import Swarm, SwarmSettings
+
+    metainfo = Metainfo.parse(Path(job["torrent"]).read_bytes())
+    swarms = []
+    for peer in job["peers"]:
+        storage = Storage(metainfo, Path(peer["dir"]))
+        have = storage.check() if peer["seed"] else []
+        host = f"{_ADDRESS_PREFIX}{peer['index']}"
+        swarm = Swarm(
+            metainfo,
+            storage,
+            settings=SwarmSettings(
+                upload_rate=peer["upload"], download_rate=peer["download"], local_address=host
+            ),
+            listen=(host, 0),
+            rng=random.Random(peer["index"]),
+            name=f"peer-{peer['index']}",
+            have=have,
+        )
+        swarms.append((peer, swarm))
+
+    def report(message: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    async def watch(peer: dict[str, Any], swarm: Swarm) -> None:
+        await swarm.wait_complete()
+        report(
+            {"event": "complete", "peer": peer["index"], "seed": peer["seed"], "time": time.time()}
+        )
+
+    async with trio.open_nursery() as nursery:
+        await trio.sleep(max(0.0, job["start_at"] - time.time()))
+        for peer, swarm in swarms:
+            await nursery.start(swarm.serve)
+            if not peer["seed"]:
+                nursery.start_soon(watch, peer, swarm)
+        stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+        while await stdin.receive_some(1024):
+            pass
+        nursery.cancel_scope.cancel()
+    for peer, swarm in swarms:
+        statistics = swarm.statistics()
+        report(
+            {
+                "event": "statistics",
+                "peer": peer["index"],
+                "uploaded": statistics.bytes_uploaded,
+                "downloaded": statistics.bytes_downloaded,
+                "errors": statistics.protocol_errors,
+            }
+        )
+        swarm.storage.close()
+
+
+# -- libtorrent swarm ------------------------------------------------------------------
+
+
+async def _libtorrent_swarm(
+    config: ClusterConfig,
+    workdir: Path,
+    source: Path,
+    count: int,
+    piece_length: int,
+    caps: tuple[float, float, float],
+    limit: float,
+) -> SwarmResult:
+    from seedcast.peer.baseline import LibtorrentPeer
+
+    seed_upload, peer_upload, download = caps
+    run_dir = workdir / f"libtorrent-{count}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    extra = {"rate_limit_ip_overhead": False}
+    completions: list[float] = []
+    async with trio.open_nursery() as nursery:
+        announce = await _start_tracker(config, nursery)
+        torrent = _torrent(source, announce, piece_length)
+        seed = LibtorrentPeer(
+            torrent,
+            source,
+            host=f"{_ADDRESS_PREFIX}1",
+            upload_rate=seed_upload,
+            extra_settings=extra,
+        )
+        await seed.wait_checked()
+        seed.handle.pause()
+        leechers = [
+            LibtorrentPeer(
+                torrent,
+                run_dir / f"leecher-{number}",
+                host=f"{_ADDRESS_PREFIX}{1 + number}",
+                upload_rate=peer_upload,
+                download_rate=download,
+                extra_settings=extra,
+            )
+            for number in range(1, count + 1)
+        ]
+        for leecher in leechers:
+            await leecher.wait_checked()
+            leecher.handle.pause()
+        start = time.monotonic()
+        for peer in [seed, *leechers]:
+            peer.handle.resume()
+        pending = set(range(count))
+        with trio.move_on_after(5 * limit + 30):
+            while pending:
+                await trio.sleep(0.05)  # polling libtorrent's status: it has no trio API
+                for number in list(pending):
+                    if leechers[number].is_seeding():
+                        completions.append(time.monotonic() - start)
+                        pending.discard(number)
+        for peer in [seed, *leechers]:
+            await peer.aclose()
+        nursery.cancel_scope.cancel()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return SwarmResult("libtorrent", count, tuple(sorted(completions)), len(pending))
+
+
+# -- one-to-one throughput ------------------------------------------------------------
+
+
+async def _seedcast_throughput(workdir: Path, source: Path) -> float:
+    """A seed process and a leecher process, uncapped: MB/s of the leecher's download."""
+    run_dir = workdir / "throughput-seedcast"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    torrent = run_dir / "big.torrent"
+    torrent_bytes = _torrent(source, "", 1 * MiB)
+    torrent.write_bytes(torrent_bytes)
+    size = _payload_size(torrent_bytes)
+    start_at = time.time() + 1.5
+    seed_job = {
+        "torrent": str(torrent),
+        "peers": [{"index": 101, "dir": str(source), "seed": True, "upload": 0.0, "download": 0.0}],
+        "start_at": start_at - 1.0,
+    }
+    leech_job = {
+        "torrent": str(torrent),
+        "peers": [
+            {
+                "index": 102,
+                "dir": str(run_dir / "leecher"),
+                "seed": False,
+                "upload": 0.0,
+                "download": 0.0,
+            }
+        ],
+        "start_at": start_at,
+        "connect": [f"{_ADDRESS_PREFIX}101"],
+    }
+    elapsed = await _direct_pair(seed_job, leech_job, start_at)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return size / elapsed / 1e6
+
+
+async def _direct_pair(
+    seed_job: dict[str, Any], leech_job: dict[str, Any], start_at: float
+) -> float:
+    """Run a seed worker and a leecher worker; the leecher connects to the seed's port."""
+    async with trio.open_nursery() as nursery:
+        seed = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "seedcast.peer.bench", "--pair-seed"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        leech = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "seedcast.peer.bench", "--pair-leecher"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert seed.stdin and seed.stdout and leech.stdin and leech.stdout
+            await seed.stdin.send_all(json.dumps(seed_job).encode() + b"\n")
+            port_line = await _read_line(seed.stdout)
+            leech_job = dict(leech_job, seed_port=json.loads(port_line)["port"])
+            await leech.stdin.send_all(json.dumps(leech_job).encode() + b"\n")
+            with trio.fail_after(300):
+                done = json.loads(await _read_line(leech.stdout))
+            return float(done["time"] - start_at)
+        finally:
+            with trio.CancelScope(shield=True):
+                for process in (seed, leech):
+                    if process.returncode is None:
+                        process.kill()
+                    await process.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some(1)
+        if not chunk:
+            raise EOFError("worker exited")
+        data += chunk
+    return data
+
+
+def _payload_size(torrent: bytes) -> int:
+    from seedcast.peer.metainfo import Metainfo
+
+    return sum(entry.length for entry in Metainfo.parse(torrent).real_files)
+
+
+async def _pair_worker(role: str) -> None:
+    from seedcast.peer.metainfo import Metainfo
+    from seedcast.peer.storage import Storage
+    from seedcast.peer.swarm import Swarm, SwarmSettings
+
+    job = json.loads(sys.stdin.readline())
+    metainfo = Metainfo.parse(Path(job["torrent"]).read_bytes())
+    (peer,) = job["peers"]
+    storage = Storage(metainfo, Path(peer["dir"]))
+    host = f"{_ADDRESS_PREFIX}{peer['index']}"
+    swarm = Swarm(
+        metainfo,
+        storage,
+        settings=SwarmSettings(local_address=host),
+        listen=(host, 0),
+        rng=random.Random(1),
+        have=storage.check() if peer["seed"] else [],
+    )
+    async with trio.open_nursery() as nursery:
+        await trio.sleep(max(0.0, job["start_at"] - time.time()))
+        await nursery.start(swarm.serve)
+        assert swarm.listen_address is not None
+        if role == "seed":
+            sys.stdout.write(json.dumps({"port": swarm.listen_address[1]}) + "\n")
+            sys.stdout.flush()
+        else:
+            swarm.add_peer(job["connect"][0], job["seed_port"])
+            await swarm.wait_complete()
+            sys.stdout.write(json.dumps({"time": time.time()}) + "\n")
+            sys.stdout.flush()
+        stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+        while await stdin.receive_some(1024):
+            pass
+        nursery.cancel_scope.cancel()
+    storage.close()
+
+
+async def _libtorrent_throughput(workdir: Path, source: Path) -> float:
+    from seedcast.peer.baseline import LibtorrentPeer
+
+    run_dir = workdir / "throughput-libtorrent"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    torrent = _torrent(source, "", 1 * MiB)
+    size = _payload_size(torrent)
+    seed = LibtorrentPeer(torrent, source, host=f"{_ADDRESS_PREFIX}101")
+    await seed.wait_checked()
+    leecher = LibtorrentPeer(torrent, run_dir / "leecher", host=f"{_ADDRESS_PREFIX}102")
+    await leecher.wait_checked()
+    start = time.monotonic()
+    leecher.connect(f"{_ADDRESS_PREFIX}101", seed.port)
+    with trio.fail_after(300):
+        while not leecher.is_seeding():
+            await trio.sleep(0.01)  # polling libtorrent's status: it has no trio API
+    elapsed = time.monotonic() - start
+    await leecher.aclose()
+    await seed.aclose()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return size / elapsed / 1e6
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--pair-seed"]:
+        trio.run(_pair_worker, "seed")
+    elif argv == ["--pair-leecher"]:
+        trio.run(_pair_worker, "leecher")
+    else:
+        _worker_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The edge in front of the real Seedcast origin (in-process), with a synthetic video."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import trio
+from edge_harness import FakeClock, start_edge
+from seedcast.config import ClusterConfig
+from seedcast.http11 import HttpClient
+from seedcast.origin.library import Library
+from seedcast.origin.server import serve as serve_origin
+from seedcast.origin.testing import SYNTHETIC_VERSION, segment_bytes, write_synthetic_video
+
+
+async def test_segments_and_manifest_through_the_edge(
+    nursery: trio.Nursery, config: ClusterConfig, clock: FakeClock, client: HttpClient,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    data = tmp_path / "library"
+    write_synthetic_video(Library.for_data_dir(data), "sample")
+    origin_config = dataclasses.replace(
+        config, cluster=dataclasses.replace(config.cluster, data_dir=str(data))
+    )
+    addresses = await nursery.start(
+        lambda task_status: serve_origin(
+            origin_config, "origin", listen="127.0.0.1:0", task_status=task_status
+        )
+    )
+    clock.now = time.time()  # the origin's Date is the real clock
+    edge = await start_edge(
+        nursery, config, clock, origin=f"http://{addresses[0]}", prefetch_next=True
+    )
+    segment = f"/sample/chunk-{SYNTHETIC_VERSION}-0-00001.m4s"
+    first = await client.request("GET", edge.url + segment)
+    assert first.status == 200
+    assert first.headers["x-cache"] == "MISS"
+    assert first.content == segment_bytes("0", 1)
+    assert "immutable" in first.headers["cache-control"]
+    hit = await client.request("GET", edge.url + segment)
+    assert hit.headers["x-cache"] == "HIT"
+    assert hit.headers["etag"] == first.headers["etag"]
+    ranged = await client.request("GET", edge.url + segment, headers=[("Range", "bytes=0-99")])
+    assert ranged.status == 206
+    assert ranged.content == segment_bytes("0", 1)[:100]
+    # Prefetch asked the origin for segment 2 already.
+    following = f"/sample/chunk-{SYNTHETIC_VERSION}-0-00002.m4s"
+    pending = edge.edge.fills.get(following)
+    if pending is not None:
+        await pending.wait_done()
+    assert (await client.request("GET", edge.url + following)).headers["x-cache"] == "HIT"
+
+    manifest = await client.request("GET", edge.url + "/sample/manifest.mpd")
+    assert manifest.status == 200
+    assert manifest.headers["x-cache"] == "MISS"
+    clock.advance(config.origin.manifest_max_age + 1)
+    revalidated = await client.request("GET", edge.url + "/sample/manifest.mpd")
+    assert revalidated.headers["x-cache"] == "REVALIDATED"
+    assert revalidated.content == manifest.content
+    assert edge.edge.counters.revalidations == 1
