@@ -29,7 +29,7 @@ def configure_play(parser: argparse.ArgumentParser) -> None:
         "--dns",
         metavar="HOST:PORT",
         default=None,
-        help="Seedcast DNS server for names in the URL (default: the config's dns.listen)",
+        help="Seedcast DNS server for names in the URL (default: the config's dns.server)",
     )
     parser.add_argument(
         "--local-address", metavar="ADDRESS", default=None,
@@ -39,7 +39,7 @@ def configure_play(parser: argparse.ArgumentParser) -> None:
 
 
 def run_play(args: argparse.Namespace, config: ClusterConfig) -> int:
-    dns_server = args.dns or config.dns.listen
+    dns_server = args.dns or config.dns.server
     try:
         parse_host_port(dns_server, default_port=53)
     except ValueError as error:
