@@ -791,6 +791,7 @@ class Edge:
                 status = response.status
                 if fill.revalidating is not None and status == 304:
                     self._apply_not_modified(fill, upstream_headers, request_time, response_time)
+                    await response.read(max_size=64 * KiB)  # keeps the connection reusable
                     return
                 stored_headers = _storable_headers(upstream_headers, response_time)
                 fill.status = status

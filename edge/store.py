@@ -37,7 +37,7 @@ from seedcast.edge.caching import (
 from seedcast.edge.disk import DiskMeta, DiskTier, DiskWriter
 from seedcast.edge.statistics import TierStatistics
 from seedcast.edge.storage import Reservation, StorageIndex
-from seedcast.units import KiB
+from seedcast.units import KiB, MiB
 
 log = logging.getLogger("seedcast.edge")
 
@@ -45,6 +45,8 @@ log = logging.getLogger("seedcast.edge")
 OBJECT_OVERHEAD = 512
 #: Reservation granularity for bodies of unknown length.
 GROW_STEP = 256 * KiB
+#: Largest disk object copied into memory on a hit (the read blocks the event loop briefly).
+PROMOTE_MAX = 8 * MiB
 
 
 def object_key(primary: str, vary: tuple[str, ...]) -> str:
@@ -352,8 +354,8 @@ class CacheStore:
         return siblings[-1].policy.vary if siblings else ()
 
     def _promote(self, obj: CachedObject) -> None:
-        """Copy a disk object into memory when it fits."""
-        if obj.disk_path is None:
+        """Copy a disk object into memory when it fits (bigger ones are sent with sendfile)."""
+        if obj.disk_path is None or obj.length > PROMOTE_MAX:
             return
         admission = self.memory.reserve(obj.accounted_size)
         if admission.reservation is None:

@@ -7,7 +7,10 @@ CPU 0; ``wrk`` (pinned to CPU 1, 64 keep-alive connections) loads each in
 turn, in the same run. For each we report req/s, MB/s, p99 latency and the
 server's CPU time (utime + stime from /proc, all its processes) per request
 and per MiB sent. Goals: CPU per MiB on segments <= 1.3x nginx; manifest
-req/s >= 0.5x nginx.
+req/s >= 0.5x nginx. Since req/s on a shared machine mostly measures who gets
+the CPU, the manifest is also compared per core of CPU (1 / CPU per request),
+and a third server, the shared HTTP core with a constant handler
+(``http11-bare``), shows how much of the cost is the core and how much the origin.
 
 Publishing. The 30 s sample (``seedcast sample``) is published with
 ``seedcast publish`` and, separately, the exact ffmpeg command the publish

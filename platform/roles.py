@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -74,6 +75,10 @@ def run_role(
     """
     if not guard_against_orphaning():
         # The launcher died between starting us and now: nobody wants us.
+        print(
+            f"{role} {name}: the launcher that started this process is gone; exiting",
+            file=sys.stderr,
+        )
         return 1
     log_file = os.environ.get(LOG_FILE_ENV)
     setup_logging(

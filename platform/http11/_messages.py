@@ -15,7 +15,6 @@ from __future__ import annotations
 import json as _json
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -240,7 +239,7 @@ class FileBody:
         throttle: Throttle | None = None,
         chunk_size: int = 256 * KiB,
     ) -> None:
-        self.path = Path(path)
+        self.path: str = os.fspath(path)  # a str: opened per response, Path costs 2 us each time
         if offset < 0:
             raise ValueError(f"negative offset {offset} for {self.path}")
         if length is None:
@@ -256,7 +255,7 @@ class FileBody:
         self.chunk_size = max(1, chunk_size)
 
     def __repr__(self) -> str:
-        return f"FileBody({str(self.path)!r}, offset={self.offset}, length={self.length})"
+        return f"FileBody({self.path!r}, offset={self.offset}, length={self.length})"
 
 
 Body = bytes | bytearray | memoryview | FileBody | AsyncIterable[bytes]

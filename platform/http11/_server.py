@@ -464,7 +464,7 @@ class _Connection:
         self.phase = _Phase.IDLE
         self.deadline = trio.current_time() + server.limits.head_timeout
         self.expired_in: _Phase | None = None
-        self.responded = False  # a response head went out for the current request
+        self.responded = False  # a response is under way (head sent, body not finished)
         self._request_done = True  # the current request's body was fully read
         self._continue_pending = False
         self._yield_credit = _YIELD_EVERY
@@ -594,6 +594,7 @@ class _Connection:
             await _close_body(response.body)
             response = _error_response(500, "internal server error")
             keep_alive = await self._send_response(head, response, False)
+        self.responded = False  # complete: a timeout from here on concerns the next request
         counters = server._counters
         counters.requests_total += 1
         key = (head.method, response.status)
@@ -912,10 +913,14 @@ class _Connection:
             discarded += len(data)
 
     async def _after_timeout(self, phase: _Phase) -> None:
-        """The watchdog cancelled us: answer 408 if a request head was under way."""
-        if phase == _Phase.HEAD and self.parser.in_head and not self.responded:
-            self.server._count_bad("head_timeout", "request head not complete in time", self.client)
-            response = _error_response(408, "request head not complete in time")
+        """The watchdog cancelled us: 408 if a request head or body was under way."""
+        stalled_head = phase == _Phase.HEAD and self.parser.in_head
+        stalled_body = phase == _Phase.BODY
+        if (stalled_head or stalled_body) and not self.responded:
+            reason = "head_timeout" if stalled_head else "body_timeout"
+            message = f"request {'head' if stalled_head else 'body'} not complete in time"
+            self.server._count_bad(reason, message, self.client)
+            response = _error_response(408, message)
             frame = frame_response(
                 method="GET",
                 version="1.1",
@@ -931,7 +936,7 @@ class _Connection:
                 self.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-        elif phase == _Phase.BODY:
+        elif stalled_body:
             self.server._count_bad("body_timeout", "request body stalled", self.client)
         elif phase == _Phase.SEND:
             self.server._counters.aborted_responses += 1

@@ -448,6 +448,15 @@ def configure_status(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print a JSON list with one object per process"
     )
+    parser.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=1.0,
+        default=None,
+        metavar="S",
+        help="keep the table on screen, refreshed every S seconds (default 1) until Ctrl-C",
+    )
 
 
 def query_cluster(state: ClusterState, timeout: float = 5.0) -> dict[str, Any]:
@@ -511,9 +520,34 @@ def run_status(args: argparse.Namespace, config: ClusterConfig) -> int:
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         print()
+    elif args.watch and not stale:
+        _watch(state, args.watch)
     else:
         _print_table(rows, state)
     return 1 if stale else 0
+
+
+def _watch(state: ClusterState, interval: float) -> None:
+    """A live table until Ctrl-C or until the cluster goes away."""
+    from rich.console import Console
+    from rich.live import Live
+    from seedcast.control import ControlError
+
+    if interval <= 0:
+        raise UsageError("--watch: the interval must be positive")
+    console = Console(width=max(120, Console().width))
+    with Live(console=console, auto_refresh=False) as live:
+        while True:
+            try:
+                rows = list(query_cluster(state)["processes"])
+            except (ControlError, TimeoutError, OSError):
+                live.update(f"cluster {state.cluster!r} is gone", refresh=True)
+                return
+            live.update(_table(rows, state), refresh=True)
+            try:
+                time.sleep(interval)  # the refresh period of a display, not a wait for state
+            except KeyboardInterrupt:
+                return
 
 
 _RATES = {
@@ -558,6 +592,15 @@ def _uptime(seconds: Any) -> str:
 
 def _print_table(rows: Sequence[Mapping[str, Any]], state: ClusterState) -> None:
     from rich.console import Console
+
+    console = Console(width=max(120, Console().width))
+    console.print(_table(rows, state))
+    for row in rows:
+        if row.get("state") == "failed" and row.get("error"):
+            console.print(f"[red]{row['name']}: {row['error']}[/] (log: {row.get('log')})")
+
+
+def _table(rows: Sequence[Mapping[str, Any]], state: ClusterState) -> Any:
     from rich.table import Table
 
     table = Table(title=f"cluster {state.cluster!r} ({state.run_dir})")
@@ -586,11 +629,7 @@ def _print_table(rows: Sequence[Mapping[str, Any]], state: ClusterState) -> None
             format_size(rss) if isinstance(rss, int) else "-",
             format_rates(str(row.get("role")), row.get("statistics") or {}),
         )
-    console = Console(width=max(120, Console().width))
-    console.print(table)
-    for row in rows:
-        if row.get("state") == "failed" and row.get("error"):
-            console.print(f"[red]{row['name']}: {row['error']}[/] (log: {row.get('log')})")
+    return table
 
 
 # --- seedcast down -------------------------------------------------------------
@@ -611,7 +650,7 @@ def stop_cluster(state: ClusterState, timeout: float) -> str:
     import trio
     from seedcast.control import ControlError, connect_control
 
-    stopped_by = "launcher gone; killed leftovers"
+    stopped_by = f"its launcher {state.launcher_pid} was already gone"
     if is_launcher(state.launcher_pid, state):
 
         async def ask() -> None:

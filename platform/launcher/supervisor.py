@@ -88,7 +88,13 @@ class Child:
 
     @property
     def address(self) -> str:
-        return self.record.addresses[0] if self.record.addresses else self.spec.address
+        """Main service address: the first one reported (viewers: their agent's)."""
+        reported = self.record.addresses
+        if self.spec.role == "viewer":
+            # A viewer's main service is its agent (HTTP for players), not BitTorrent.
+            port = self.spec.address.rpartition(":")[2]
+            return next((a for a in reported if a.rpartition(":")[2] == port), self.spec.address)
+        return reported[0] if reported else self.spec.address
 
     @property
     def metrics_address(self) -> str:

@@ -563,3 +563,23 @@ async def test_concurrent_misses_for_two_variants_make_one_fetch_each(
     assert sorted(answers) == [("en", "MISS")] * 2 + [("fr", "MISS")] * 3
     again = await get(client, edge.url + "/vary", **{"Accept-Language": "fr"})
     assert again.headers["x-cache"] == "HIT"
+
+
+async def test_control_handlers_purge_drain_and_status(
+    nursery: trio.Nursery, config: ClusterConfig, clock: FakeClock, origin: ScriptedOrigin,
+    client: HttpClient,
+) -> None:  # fmt: skip
+    from seedcast.edge.commands import EdgeRole
+
+    origin.resources[TARGET] = Resource(b"x")
+    edge = await start_edge(nursery, config, clock, origin=origin.url)
+    role = EdgeRole()
+    assert await role.purge({"prefix": "/"}) == {"purged": 0}  # not running yet
+    role.on_ready(edge.edge, edge.server)
+    await get(client, edge.url + TARGET)
+    await get(client, edge.url + TARGET)
+    assert role.statistics()["hit_ratio"] == 0.5
+    assert await role.purge({"type": "purge", "prefix": "/sample/"}) == {"purged": 1}
+    assert await role.drain({"type": "drain"}) == {"drained": True}
+    assert edge.edge.draining
+    assert edge.edge.load()["status"] == "draining"

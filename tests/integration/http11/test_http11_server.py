@@ -323,6 +323,21 @@ async def test_slow_loris_head_gets_408(start_server: Start, connect: Any) -> No
     assert server.statistics().bad_requests == {"head_timeout": 1}
 
 
+async def test_slow_second_head_and_stalled_body_get_408(start_server: Start, connect: Any) -> None:
+    server, address = await start_server(
+        echo_router(), limits=ServerLimits(head_timeout=0.3, body_timeout=0.3)
+    )
+    client: RawClient = await connect(address)
+    await client.send(GET)
+    assert (await client.response()).status == 200
+    await client.send(b"GET /hello HTTP/1.1\r\n")  # the second head never ends
+    assert (await client.read_to_eof()).startswith(b"HTTP/1.1 408 ")
+    client = await connect(address)
+    await client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+    assert (await client.read_to_eof()).startswith(b"HTTP/1.1 408 ")
+    assert server.statistics().bad_requests == {"head_timeout": 1, "body_timeout": 1}
+
+
 async def test_trickling_bytes_do_not_extend_the_head_deadline(
     start_server: Start, connect: Any
 ) -> None:
