@@ -26,8 +26,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy can't follow setuptools' editable-install hooks, so it checks a tree of
+# links laid out the way the package is installed (seedcast/ -> platform/ + roles).
 typecheck: setup
-	$(BIN)/mypy platform/config.py platform/units.py platform/ratelimit.py platform/errors.py
+	@rm -rf build/typecheck && mkdir -p build/typecheck/seedcast
+	@for entry in platform/*; do ln -s ../../../$$entry build/typecheck/seedcast/; done
+	@for role in origin edge tracker peer; do ln -s ../../../$$role build/typecheck/seedcast/$$role; done
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p seedcast
 
 test: setup lint typecheck
 	$(BIN)/python -m pytest -q

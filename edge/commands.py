@@ -82,6 +82,22 @@ def configure_edge(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="eviction policy (default: from the config, s3-fifo)",
     )
+    parser.add_argument(
+        "--upload",
+        metavar="RATE",
+        type=_rate_option,
+        default=None,
+        help="egress cap, e.g. 4MiB/s or 32Mbit/s (default: the edge's upload; 0 = unlimited)",
+    )
+
+
+def _rate_option(text: str) -> float:
+    from seedcast.units import parse_rate
+
+    try:
+        return parse_rate(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 class EdgeRole:
@@ -136,6 +152,7 @@ def run_edge(args: argparse.Namespace, config: ClusterConfig) -> int:
         cache_disk=disk_size,
         prefetch_next=args.prefetch_next,
         eviction=args.eviction,
+        upload=getattr(args, "upload", None),
     )
     role = EdgeRole()
 

@@ -42,6 +42,7 @@ class EdgeOptions:
     cache_disk: int | None = None
     prefetch_next: bool | None = None
     eviction: str | None = None
+    upload: float | None = None
 
 
 def edge_config_for(config: ClusterConfig, name: str, options: EdgeOptions) -> EdgeConfig:

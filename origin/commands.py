@@ -374,10 +374,28 @@ def configure_origin(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--name", default="origin", help="this origin's name (X-Served-By, metrics)"
     )
+    parser.add_argument(
+        "--upload",
+        metavar="RATE",
+        default=None,
+        help="egress cap, e.g. 4MiB/s or 32Mbit/s (default: origin.upload; 0 = unlimited)",
+    )
 
 
 def run_origin(args: argparse.Namespace, config: ClusterConfig) -> int:
+    import dataclasses
+
     from seedcast.origin.server import serve_origin_role
+    from seedcast.units import parse_rate
+
+    if getattr(args, "upload", None) is not None:
+        try:
+            upload = parse_rate(args.upload)
+        except ValueError as error:
+            raise UsageError(f"--upload: {error}") from None
+        config = dataclasses.replace(
+            config, origin=dataclasses.replace(config.origin, upload=upload)
+        )
 
     return serve_origin_role(
         config, name=args.name, listen=args.listen, debug=bool(getattr(args, "debug", False))

@@ -621,7 +621,15 @@ def build_origin(
         rng=rng,
     )
     StatisticsCollector(registry, lambda: origin_metrics(app))
-    server = HttpServer(app, registry=registry, component="origin")
+    from seedcast.ratelimit import TokenBucket
+
+    upload = config.origin.upload
+    server = HttpServer(
+        app,
+        registry=registry,
+        component="origin",
+        upload_limit=TokenBucket(upload) if upload > 0 else None,
+    )
     return app, server
 
 

@@ -56,7 +56,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="leechers in the swarm (repeatable: 8, 16, 32; default 8)",
     )
     parser.add_argument("--size", default="64MiB", help="file size F (default 64MiB)")
-    parser.add_argument("--piece-length", default="256KiB", help="piece length (default 256KiB)")
+    parser.add_argument(
+        "--piece-length",
+        default="auto",
+        help="piece length (default: what `seedcast torrent create` picks for F, 32 KiB for 64 MiB)",
+    )
     parser.add_argument(
         "--seed-upload", default="4MiB/s", help="seed upload cap u_s (default 4MiB/s)"
     )
@@ -119,7 +123,7 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
 
     try:
         size = parse_size(args.size)
-        piece_length = parse_size(args.piece_length)
+        piece_length = None if args.piece_length == "auto" else parse_size(args.piece_length)
         seed_upload = parse_rate(args.seed_upload)
         peer_upload = parse_rate(args.peer_upload)
         download = parse_rate(args.download)
@@ -267,7 +271,7 @@ def _make_file(root: Path, name: str, filename: str, size: int) -> Path:
     return root
 
 
-def _torrent(source: Path, announce: str, piece_length: int) -> bytes:
+def _torrent(source: Path, announce: str, piece_length: int | None) -> bytes:
     from seedcast.peer.metainfo import create_torrent
 
     (folder,) = [path for path in source.iterdir() if path.is_dir()]
@@ -298,7 +302,7 @@ async def _seedcast_swarm(
     workdir: Path,
     source: Path,
     count: int,
-    piece_length: int,
+    piece_length: int | None,
     caps: tuple[float, float, float],
     limit: float,
     workers: int,
@@ -454,7 +458,7 @@ async def _libtorrent_swarm(
     workdir: Path,
     source: Path,
     count: int,
-    piece_length: int,
+    piece_length: int | None,
     caps: tuple[float, float, float],
     limit: float,
 ) -> SwarmResult:

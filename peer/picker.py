@@ -132,14 +132,23 @@ class PiecePicker:
                 self._have[index] = 1
                 self._have_count += 1
         self._availability = [0] * self.num_pieces
-        self._order = list(range(self.num_pieces))
-        rng.shuffle(self._order)
+        order = list(range(self.num_pieces))
+        rng.shuffle(order)
+        self._rank = [0] * self.num_pieces
+        for position, index in enumerate(order):
+            self._rank[index] = position
         self._peer_pieces: dict[PeerKey, bytearray] = {}
         self._peer_interesting: dict[PeerKey, int] = {}
         self._peer_counts: dict[PeerKey, int] = {}
         self._peer_requests: dict[PeerKey, set[tuple[int, int]]] = {}
         self._partials: dict[int, _Partial] = {}
+        self._open: dict[int, _Partial] = {}
+        """Partials with free blocks, oldest first."""
         self._free_blocks = 0
+        self._rarest: list[int] = []
+        self._rarest_at = -1e18
+        self.rarest_refresh = 0.25
+        """Seconds the rarest-first order may be reused before it is sorted again."""
         self._deadlines: dict[int, float] = {}
         self._window: list[int] = []
         self.restrict_to_priority = False
@@ -199,8 +208,7 @@ class PiecePicker:
                 for block_number, current in enumerate(partial.state):
                     if current == _RECEIVED:
                         partial.state[block_number] = _FREE
-                        partial.free += 1
-                        self._free_blocks += 1
+                        self._change_free(partial, 1)
                 partial.received = 0
                 partial.contributors = set()
                 partial.owner = None
@@ -311,7 +319,7 @@ class PiecePicker:
                 if len(picked) >= count:
                     return picked
 
-        for partial in list(self._partials.values()):
+        for partial in list(self._open.values()):
             if partial.free and pieces[partial.index]:
                 self._take_from(peer, partial, count, now, picked, duplicates=False)
                 if len(picked) >= count:
@@ -329,7 +337,7 @@ class PiecePicker:
 
         if not self.restrict_to_priority:
             while len(picked) < count:
-                index = self._new_piece_for(pieces)
+                index = self._new_piece_for(pieces, now)
                 if index is None:
                     break
                 self._take_from(peer, self._partial(index), count, now, picked, duplicates=False)
@@ -338,7 +346,7 @@ class PiecePicker:
             self._take_end_game(peer, pieces, count, now, picked)
         return picked
 
-    def _new_piece_for(self, pieces: bytearray) -> int | None:
+    def _new_piece_for(self, pieces: bytearray, now: float) -> int | None:
         have = self._have
         partials = self._partials
         if self._have_count < self.random_first_pieces:
@@ -348,24 +356,28 @@ class PiecePicker:
                 if pieces[index] and not have[index] and index not in partials
             ]
             return self._rng.choice(candidates) if candidates else None
-        best: int | None = None
-        best_availability = 1 << 30
-        availability = self._availability
-        for index in self._order:
+        if now - self._rarest_at > self.rarest_refresh or now < self._rarest_at:
+            # Missing pieces, rarest first, ties in this picker's random order.
+            availability = self._availability
+            rank = self._rank
+            self._rarest = sorted(
+                (index for index in range(self.num_pieces) if not have[index]),
+                key=lambda index: (availability[index], rank[index]),
+            )
+            self._rarest_at = now
+        for index in self._rarest:
             if pieces[index] and not have[index] and index not in partials:
-                count = availability[index]
-                if count < best_availability:
-                    best, best_availability = index, count
-                    if count <= 1:
-                        break
-        return best
+                return index
+        return None
 
     def _partial(self, index: int) -> _Partial:
         partial = self._partials.get(index)
         if partial is None:
             partial = _Partial(index, self._sizes[index], self._block_size)
             self._partials[index] = partial
-            self._free_blocks += partial.free
+            free = partial.free
+            partial.free = 0
+            self._change_free(partial, free)
         return partial
 
     def _take_from(
@@ -421,8 +433,7 @@ class PiecePicker:
             partial.owner = peer
         if partial.state[block_number] == _FREE:
             partial.state[block_number] = _REQUESTED
-            partial.free -= 1
-            self._free_blocks -= 1
+            self._change_free(partial, -1)
             partial.requested_at[block_number] = now
         partial.requesters[block_number].append(peer)
         self._peer_requests[peer].add((partial.index, block_number))
@@ -436,9 +447,17 @@ class PiecePicker:
             requesters.remove(peer)
         if not requesters and partial.state[block_number] == _REQUESTED:
             partial.state[block_number] = _FREE
-            partial.free += 1
-            self._free_blocks += 1
+            self._change_free(partial, 1)
             partial.release_if_idle()
+
+    def _change_free(self, partial: _Partial, delta: int) -> None:
+        """Every change of a partial's free block count goes through here."""
+        partial.free += delta
+        self._free_blocks += delta
+        if partial.free:
+            self._open[partial.index] = partial
+        else:
+            self._open.pop(partial.index, None)
 
     def _block_ref(self, partial: _Partial, block_number: int) -> BlockRef:
         return BlockRef(partial.index, block_number * self._block_size, partial.sizes[block_number])
@@ -479,8 +498,7 @@ class PiecePicker:
         if partial.state[block_number] == _RECEIVED:
             return BlockOutcome(accepted=False, piece_complete=False)
         if partial.state[block_number] == _FREE:
-            partial.free -= 1
-            self._free_blocks -= 1
+            self._change_free(partial, -1)
         partial.state[block_number] = _RECEIVED
         partial.received += 1
         partial.contributors.add(peer)
@@ -512,7 +530,7 @@ class PiecePicker:
         partial = self._partials.pop(index, None)
         outstanding: list[tuple[PeerKey, BlockRef]] = []
         if partial is not None:
-            self._free_blocks -= partial.free
+            self._change_free(partial, -partial.free)
             for block_number, requesters in enumerate(partial.requesters):
                 for peer in requesters:
                     outstanding.append((peer, self._block_ref(partial, block_number)))
@@ -535,8 +553,7 @@ class PiecePicker:
         for block_number, current in enumerate(partial.state):
             if current == _RECEIVED:
                 partial.state[block_number] = _FREE
-                partial.free += 1
-                self._free_blocks += 1
+                self._change_free(partial, 1)
         partial.received = 0
         partial.exclusive = True
         partial.owner = None

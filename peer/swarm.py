@@ -405,7 +405,15 @@ class Swarm:
             return False
         self.storage.discard_piece(index)
         self._piece_passed(index, source, trio.current_time())
+        self._judge_suspects(index, data)  # peers whose blocks of it failed before lied
         return True
+
+    def request_more(self) -> None:
+        """Fill every connection's request pipeline now (after the picker's priorities changed)."""
+        now = trio.current_time()
+        for conn in list(self._connections):
+            if conn.wire.established and not conn.closing:
+                self._fill_requests(conn, now)
 
     def read(self, index: int, begin: int, length: int) -> bytes:
         """Bytes of a verified piece (ValueError when we don't have it)."""
@@ -758,7 +766,7 @@ class Swarm:
             return
         self._update_interest(conn, now)
 
-    def _update_interest(self, conn: _Connection, now: float) -> None:
+    def _update_interest(self, conn: _Connection, now: float, *, fill: bool = True) -> None:
         wire = conn.wire
         want = self.picker.is_interesting(conn)
         if want and not wire.am_interested:
@@ -767,7 +775,7 @@ class Swarm:
         elif not want and wire.am_interested:
             conn.send(NotInterested())
             conn.interested_since = None
-        if want and not wire.peer_choking:
+        if fill and want and not wire.peer_choking:
             self._fill_requests(conn, now)
 
     def _fill_requests(self, conn: _Connection, now: float) -> None:
@@ -869,7 +877,9 @@ class Swarm:
                     continue
                 if not self.picker.peer_has_piece(conn, index):
                     conn.send(Have(index))
-                self._update_interest(conn, now)
+                elif conn.wire.am_interested:
+                    # It may have had nothing else we want.
+                    self._update_interest(conn, now, fill=False)
         event = PieceCompleted(index, source)
         for listener in list(self._piece_listeners):
             try:

@@ -154,7 +154,6 @@ def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict[str
 def resolve_config(args: argparse.Namespace) -> ClusterConfig:
     """The config named by --config (or the built-in one), with --data applied."""
     import dataclasses
-
     import os
 
     # Containers name their config in the environment (compose, Kubernetes).

@@ -92,6 +92,8 @@ class OriginConfig:
     sample_seconds: float = 30.0
     manifest_max_age: float = _duration("2s")
     segment_max_age: float = _duration(31536000)
+    upload: float = _rate(0)
+    """Egress cap of the origin's HTTP server in bytes/s; 0 = unlimited."""
     dashjs: str = ""
     """dash.all.min.js (or the dashjs npm package folder); empty = ./node_modules/dashjs."""
 

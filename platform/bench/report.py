@@ -20,7 +20,9 @@ from typing import Any
 CSV_COLUMNS = ("strategy", "clients", "repeat", "measured_s", "bound_s", "ratio", "source")
 
 
-def write_results(out: Path, config: Mapping[str, Any], records: Sequence[Mapping[str, Any]], *, title: str) -> None:
+def write_results(
+    out: Path, config: Mapping[str, Any], records: Sequence[Mapping[str, Any]], *, title: str
+) -> None:
     """(Re)write every output file in ``out`` from the records so far."""
     out.mkdir(parents=True, exist_ok=True)
     document = {"title": title, "config": dict(config), "runs": list(records)}
@@ -50,7 +52,12 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], dic
     for key, runs in sorted(grouped.items()):
         measured = sum(run["measured_s"] for run in runs) / len(runs)
         bound = runs[0]["bound_s"]
-        summary[key] = {"measured_s": measured, "bound_s": bound, "ratio": measured / bound, "runs": len(runs)}
+        summary[key] = {
+            "measured_s": measured,
+            "bound_s": bound,
+            "ratio": measured / bound,
+            "runs": len(runs),
+        }
     return summary
 
 
@@ -65,12 +72,26 @@ def _plot(out: Path, records: Sequence[Mapping[str, Any]]) -> list[str]:
     files = []
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for index, strategy in enumerate(strategies):
-        points = sorted((clients, values) for (name, clients), values in summary.items() if name == strategy)
+        points = sorted(
+            (clients, values) for (name, clients), values in summary.items() if name == strategy
+        )
         color = f"C{index}"
         xs = [clients for clients, _ in points]
-        axes.plot(xs, [values["measured_s"] for _, values in points], "o-", color=color, label=f"{strategy} measured")
-        axes.plot(xs, [values["bound_s"] for _, values in points], "--", color=color, alpha=0.6,
-                  label=f"{strategy} bound")
+        axes.plot(
+            xs,
+            [values["measured_s"] for _, values in points],
+            "o-",
+            color=color,
+            label=f"{strategy} measured",
+        )
+        axes.plot(
+            xs,
+            [values["bound_s"] for _, values in points],
+            "--",
+            color=color,
+            alpha=0.6,
+            label=f"{strategy} bound",
+        )
     axes.set_xlabel("clients N")
     axes.set_ylabel("distribution time (s)")
     axes.set_title("Distribution time vs N")
@@ -85,12 +106,16 @@ def _plot(out: Path, records: Sequence[Mapping[str, Any]]) -> list[str]:
     for index, strategy in enumerate(strategies):
         largest = max((int(r["clients"]) for r in records if r["strategy"] == strategy), default=0)
         times = sorted(
-            time for r in records if r["strategy"] == strategy and int(r["clients"]) == largest
+            time
+            for r in records
+            if r["strategy"] == strategy and int(r["clients"]) == largest
             for time in r.get("completion_s", [])
         )
         if times:
             fractions = [(rank + 1) / len(times) for rank in range(len(times))]
-            axes.step(times, fractions, where="post", color=f"C{index}", label=f"{strategy} (N={largest})")
+            axes.step(
+                times, fractions, where="post", color=f"C{index}", label=f"{strategy} (N={largest})"
+            )
     axes.set_xlabel("client completion time (s)")
     axes.set_ylabel("fraction of clients done")
     axes.set_title("CDF of client completion times")
@@ -108,7 +133,11 @@ def verdict(strategy: str, ratios: Sequence[float]) -> str:
     if not ratios:
         return f"{strategy}: no finished runs."
     worst, best = max(ratios), min(ratios)
-    spread = f"{best:.2f}x" if math.isclose(worst, best, rel_tol=0.005) else f"{best:.2f}x to {worst:.2f}x"
+    spread = (
+        f"{best:.2f}x"
+        if math.isclose(worst, best, rel_tol=0.005)
+        else f"{best:.2f}x to {worst:.2f}x"
+    )
     if worst <= 1.1:
         judgement = "within 10% of the theoretical optimum"
     elif worst <= 1.3:
@@ -118,7 +147,9 @@ def verdict(strategy: str, ratios: Sequence[float]) -> str:
     return f"{strategy} took {spread} its lower bound: {judgement}."
 
 
-def _html(title: str, config: Mapping[str, Any], records: Sequence[Mapping[str, Any]], plots: list[str]) -> str:
+def _html(
+    title: str, config: Mapping[str, Any], records: Sequence[Mapping[str, Any]], plots: list[str]
+) -> str:
     summary = summarise(records)
     rows = "".join(
         f"<tr><td>{html.escape(strategy)}</td><td>{clients}</td><td>{values['measured_s']:.2f}</td>"
@@ -128,7 +159,9 @@ def _html(title: str, config: Mapping[str, Any], records: Sequence[Mapping[str, 
     by_strategy: dict[str, list[float]] = defaultdict(list)
     for (strategy, _), values in summary.items():
         by_strategy[strategy].append(values["ratio"])
-    sentences = "".join(f"<li>{html.escape(verdict(name, ratios))}</li>" for name, ratios in by_strategy.items())
+    sentences = "".join(
+        f"<li>{html.escape(verdict(name, ratios))}</li>" for name, ratios in by_strategy.items()
+    )
     images = "".join(f'<p><img src="{name}" alt="{name}"></p>' for name in plots)
     config_text = html.escape(json.dumps(dict(config), indent=2, default=str))
     return f"""<!doctype html>

@@ -36,11 +36,15 @@ class Scenario:
         return self.edges * (self.edge_up or self.server_up)
 
 
-def client_server_bound(file_size: int, clients: int, server_up: float, downloads: Sequence[float]) -> float:
+def client_server_bound(
+    file_size: int, clients: int, server_up: float, downloads: Sequence[float]
+) -> float:
     return max(clients * file_size / server_up, file_size / min(downloads))
 
 
-def p2p_bound(file_size: int, server_up: float, uploads: Sequence[float], downloads: Sequence[float]) -> float:
+def p2p_bound(
+    file_size: int, server_up: float, uploads: Sequence[float], downloads: Sequence[float]
+) -> float:
     clients = len(uploads)
     return max(
         file_size / server_up,
@@ -54,13 +58,19 @@ def bound(strategy: str, scenario: Scenario) -> float:
     downloads = [scenario.peer_down] * scenario.clients
     uploads = [scenario.peer_up] * scenario.clients
     if strategy == "client-server":
-        return client_server_bound(scenario.file_size, scenario.clients, scenario.server_up, downloads)
+        return client_server_bound(
+            scenario.file_size, scenario.clients, scenario.server_up, downloads
+        )
     if strategy == "cdn":
         if scenario.edges < 1:
             raise ValueError("the cdn strategy needs at least one edge")
-        return client_server_bound(scenario.file_size, scenario.clients, scenario.edge_total_up, downloads)
+        return client_server_bound(
+            scenario.file_size, scenario.clients, scenario.edge_total_up, downloads
+        )
     if strategy == "p2p":
         return p2p_bound(scenario.file_size, scenario.server_up, uploads, downloads)
     if strategy == "hybrid":
-        return p2p_bound(scenario.file_size, scenario.server_up + scenario.edge_total_up, uploads, downloads)
+        return p2p_bound(
+            scenario.file_size, scenario.server_up + scenario.edge_total_up, uploads, downloads
+        )
     raise ValueError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")

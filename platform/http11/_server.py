@@ -38,6 +38,7 @@ from typing import Any
 
 import trio
 from seedcast.errors import LocalProtocolError, RemoteProtocolError
+from seedcast.ratelimit import TokenBucket
 from seedcast.units import KiB, MiB, parse_host_port
 from trio.lowlevel import checkpoint, notify_closing, wait_readable, wait_writable
 
@@ -70,6 +71,7 @@ _YIELD_EVERY = 16  # requests handled back to back before a forced checkpoint
 _DRAIN_LIMIT = 1 * MiB  # unread request body we discard to keep a connection
 _COALESCE_LIMIT = 16 * KiB  # bodies up to this size are copied into one send with the head
 _SMALL_FILE = 64 * KiB  # files up to this size are read and sent with the head
+_LIMITED_CHUNK = 64 * KiB  # with an upload_limit, bodies go out in chunks of at most this
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _SOFT_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
@@ -185,6 +187,11 @@ class HttpServer:
     and is served at ``GET /metrics`` (ahead of the handler). Handler
     exceptions become 500 (logged); a :class:`RemoteProtocolError` from the
     handler (e.g. ``request.body()`` over its limit) becomes its status_hint.
+
+    ``upload_limit`` (a process-wide :class:`~seedcast.ratelimit.TokenBucket`)
+    caps the egress of response bodies: every body chunk (at most 64 KiB;
+    files are then read and sent in chunks instead of one sendfile) is
+    charged to it before it is sent, so concurrent responses share the rate.
     """
 
     def __init__(
@@ -197,8 +204,10 @@ class HttpServer:
         server_name: str | None = None,
         metrics_path: str | None = "/metrics",
         use_sendfile: bool = True,
+        upload_limit: TokenBucket | None = None,
     ) -> None:
         self.handler = handler
+        self.upload_limit = upload_limit
         self.registry = registry
         self.component = component
         self.limits = limits or ServerLimits()
@@ -665,6 +674,10 @@ class _Connection:
             self._continue_pending = False
             if frame.framing is Framing.NONE:
                 await self._send_all(frame.head)
+            elif self.server.upload_limit is not None:
+                await self._send_all(frame.head)
+                await self._send_limited(memoryview(body))  # type: ignore[arg-type]
+                self.server._counters.response_body_bytes += length
             elif length <= _COALESCE_LIMIT:
                 data = frame.head + body  # type: ignore[operator]
                 try:  # the common case: it all fits in the socket buffer at once
@@ -791,7 +804,8 @@ class _Connection:
         counters = self.server._counters
         remaining = body.length
         offset = body.offset
-        if remaining <= _SMALL_FILE and body.throttle is None:
+        limit = self.server.upload_limit
+        if remaining <= _SMALL_FILE and body.throttle is None and limit is None:
             # One read and one send with the head beat sendfile's extra syscalls here.
             data = os.pread(fd, remaining, offset)
             if len(data) != remaining:
@@ -800,7 +814,7 @@ class _Connection:
             await self._send_head_and_bytes(head, data)
             counters.response_body_bytes += remaining
             return
-        if self.server.use_sendfile and body.throttle is None:
+        if self.server.use_sendfile and body.throttle is None and limit is None:
             try:
                 sent = self.sock.send(head, socket.MSG_MORE)
             except BlockingIOError:
@@ -813,11 +827,13 @@ class _Connection:
             counters.response_body_bytes += remaining
             return
         await self._send_all(head)
-        chunk_size = body.chunk_size
+        chunk_size = body.chunk_size if limit is None else min(body.chunk_size, _LIMITED_CHUNK)
         while remaining:
             size = min(chunk_size, remaining)
             if body.throttle is not None:
                 await body.throttle(size)
+            if limit is not None:
+                await limit.consume(size)
             chunk = os.pread(fd, size, offset)
             if not chunk:
                 log.error("%s is shorter than announced; aborting the response", body.path)
@@ -826,6 +842,15 @@ class _Connection:
             offset += len(chunk)
             remaining -= len(chunk)
             counters.response_body_bytes += len(chunk)
+
+    async def _send_limited(self, view: memoryview) -> None:
+        """Send ``view`` in chunks, each charged to the server's upload limit first."""
+        limit = self.server.upload_limit
+        assert limit is not None
+        for start in range(0, len(view), _LIMITED_CHUNK):
+            chunk = view[start : start + _LIMITED_CHUNK]
+            await limit.consume(len(chunk))
+            await self._send_all(chunk)
 
     async def _sendfile(self, fd: int, offset: int, count: int) -> None:
         sock = self.sock
@@ -865,6 +890,8 @@ class _Connection:
             if expected is not None and sent_bytes > expected:
                 log.error("streamed body longer than its Content-Length %d", expected)
                 raise _ClientGone
+            if self.server.upload_limit is not None:
+                await self.server.upload_limit.consume(len(chunk))
             if chunked:
                 await self._send_all(b"".join((chunk_header(len(chunk)), chunk, b"\r\n")))
             else:

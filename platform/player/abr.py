@@ -80,7 +80,9 @@ class BbaAbr:
         if buffer >= self.reservoir_seconds + self.cushion_seconds:
             return top
         lowest, highest = bitrates[0], bitrates[top]
-        mapped = lowest + (buffer - self.reservoir_seconds) / self.cushion_seconds * (highest - lowest)
+        mapped = lowest + (buffer - self.reservoir_seconds) / self.cushion_seconds * (
+            highest - lowest
+        )
         rate_up = bitrates[min(current + 1, top)]
         rate_down = bitrates[max(current - 1, 0)]
         if mapped >= rate_up and current < top:
@@ -104,7 +106,9 @@ class BolaAbr:
             return 0
         # Utilities ln(S_m / S_1) + 1, so the lowest rate has utility 1.
         utilities = [math.log(bitrate / bitrates[0]) + 1 for bitrate in bitrates]
-        target = max(self.buffer_target_seconds, self.minimum_buffer_seconds + observation.segment_seconds)
+        target = max(
+            self.buffer_target_seconds, self.minimum_buffer_seconds + observation.segment_seconds
+        )
         gamma_p = (utilities[-1] - 1) / (target / self.minimum_buffer_seconds - 1)
         control = self.minimum_buffer_seconds / gamma_p
         best, best_score = 0, -math.inf
@@ -117,9 +121,13 @@ class BolaAbr:
             # network has shown it can carry.
             sustainable = harmonic_mean(observation.throughput_bps[-5:])
             if best > observation.current and bitrates[best] > sustainable:
-                best = max(observation.current, max(
-                    (index for index, bitrate in enumerate(bitrates) if bitrate <= sustainable), default=0
-                ))
+                best = max(
+                    observation.current,
+                    max(
+                        (index for index, bitrate in enumerate(bitrates) if bitrate <= sustainable),
+                        default=0,
+                    ),
+                )
         return best
 
 

@@ -7,7 +7,6 @@ import json
 import sys
 
 import trio
-
 from seedcast.config import ClusterConfig
 from seedcast.errors import UsageError
 from seedcast.player.abr import ABR_RULES, make_abr
@@ -16,10 +15,14 @@ from seedcast.units import parse_host_port
 
 
 def configure_play(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", help="manifest URL, e.g. http://video.netcinema.test/sample/manifest.mpd")
+    parser.add_argument(
+        "url", help="manifest URL, e.g. http://video.netcinema.test/sample/manifest.mpd"
+    )
     parser.add_argument("--abr", choices=sorted(ABR_RULES), default="throughput", help="ABR rule")
     parser.add_argument("--seconds", type=float, default=None, help="stop after S seconds of media")
-    parser.add_argument("--json", action="store_true", help="print one JSON object with the QoE figures")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object with the QoE figures"
+    )
     parser.add_argument(
         "--via-peer",
         action="store_true",
@@ -32,10 +35,14 @@ def configure_play(parser: argparse.ArgumentParser) -> None:
         help="Seedcast DNS server for names in the URL (default: the config's dns.server)",
     )
     parser.add_argument(
-        "--local-address", metavar="ADDRESS", default=None,
+        "--local-address",
+        metavar="ADDRESS",
+        default=None,
         help="source address for the player's connections (a viewer address in its region)",
     )
-    parser.add_argument("--max-buffer", type=float, default=20.0, help="seconds buffered ahead at most")
+    parser.add_argument(
+        "--max-buffer", type=float, default=20.0, help="seconds buffered ahead at most"
+    )
 
 
 def run_play(args: argparse.Namespace, config: ClusterConfig) -> int:
@@ -46,7 +53,9 @@ def run_play(args: argparse.Namespace, config: ClusterConfig) -> int:
         raise UsageError(f"--dns: {error}") from None
     if args.seconds is not None and args.seconds <= 0:
         raise UsageError("--seconds must be positive")
-    options = PlayerOptions(seconds=args.seconds, max_buffer_seconds=args.max_buffer, local_address=args.local_address)
+    options = PlayerOptions(
+        seconds=args.seconds, max_buffer_seconds=args.max_buffer, local_address=args.local_address
+    )
     report = trio.run(_play, args, config, options, dns_server)
     if args.json:
         json.dump(report.as_json(), sys.stdout)
@@ -69,9 +78,13 @@ async def _play(
         if args.via_peer:
             from seedcast.peer.agent import open_agent_for
 
-            async with open_agent_for(url, config, resolver=resolver, local_address=args.local_address) as agent_url:
+            async with open_agent_for(
+                url, config, resolver=resolver, local_address=args.local_address
+            ) as agent_url:
                 return await play(agent_url, make_abr(args.abr), client, options=options)
-        return await play(url, make_abr(args.abr), client, options=options, resolve=resolver.resolve_address)
+        return await play(
+            url, make_abr(args.abr), client, options=options, resolve=resolver.resolve_address
+        )
     finally:
         await client.aclose()
 
@@ -89,8 +102,10 @@ def _print_summary(report: PlayerReport) -> None:
         ("stalls", f"{report.stall_count} ({report.stall_seconds:.2f} s)"),
         ("average bitrate", f"{report.avg_bitrate_kbps:.0f} kbit/s"),
         ("switches", str(report.switches)),
-        ("bytes from peers / edges / origin",
-         f"{report.bytes_from_peers} / {report.bytes_from_edges} / {report.bytes_from_origin}"),
+        (
+            "bytes from peers / edges / origin",
+            f"{report.bytes_from_peers} / {report.bytes_from_edges} / {report.bytes_from_origin}",
+        ),
     ]
     for name, value in rows:
         table.add_row(name, value)

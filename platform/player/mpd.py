@@ -22,7 +22,6 @@ from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeElementTree
 from defusedxml import DefusedXmlException
-
 from seedcast.errors import RemoteProtocolError
 
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -84,8 +83,15 @@ def parse_duration(text: str) -> float:
     )
 
 
-def expand_template(template: str, *, representation_id: str, bandwidth: int, number: int = 0, time: int = 0) -> str:
-    values = {"RepresentationID": representation_id, "Number": number, "Bandwidth": bandwidth, "Time": time}
+def expand_template(
+    template: str, *, representation_id: str, bandwidth: int, number: int = 0, time: int = 0
+) -> str:
+    values = {
+        "RepresentationID": representation_id,
+        "Number": number,
+        "Bandwidth": bandwidth,
+        "Time": time,
+    }
 
     def substitute(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
@@ -120,7 +126,9 @@ def _int(element: Element, name: str, default: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise RemoteProtocolError(f"MPD: {_local(element.tag)}@{name} is not an integer: {text!r}", reason="mpd") from None
+        raise RemoteProtocolError(
+            f"MPD: {_local(element.tag)}@{name} is not an integer: {text!r}", reason="mpd"
+        ) from None
     if value < 0:
         raise RemoteProtocolError(f"MPD: {_local(element.tag)}@{name} is negative", reason="mpd")
     return value
@@ -135,7 +143,9 @@ def parse_manifest(data: bytes) -> Manifest:
     except (SafeElementTree.ParseError, DefusedXmlException, ValueError) as error:
         raise RemoteProtocolError(f"MPD: not well-formed XML: {error}", reason="mpd") from None
     if _local(root.tag) != "MPD":
-        raise RemoteProtocolError(f"MPD: root element is {_local(root.tag)!r}, not MPD", reason="mpd")
+        raise RemoteProtocolError(
+            f"MPD: root element is {_local(root.tag)!r}, not MPD", reason="mpd"
+        )
     if root.get("type", "static") != "static":
         raise RemoteProtocolError("MPD: live (dynamic) manifests are not supported", reason="mpd")
     periods = _children(root, "Period")
@@ -178,7 +188,9 @@ def _representation(adaptation: Element, element: Element, duration: float) -> R
     if template is None:
         template = _child(adaptation, "SegmentTemplate")
     if template is None:
-        raise RemoteProtocolError(f"MPD: Representation {representation_id} has no SegmentTemplate", reason="mpd")
+        raise RemoteProtocolError(
+            f"MPD: Representation {representation_id} has no SegmentTemplate", reason="mpd"
+        )
     media = template.get("media")
     if not media:
         raise RemoteProtocolError("MPD: SegmentTemplate lacks @media", reason="mpd")
@@ -199,7 +211,9 @@ def _representation(adaptation: Element, element: Element, duration: float) -> R
     )
 
 
-def _segments(template: Element, media: str, representation_id: str, bandwidth: int, duration: float) -> tuple[Segment, ...]:
+def _segments(
+    template: Element, media: str, representation_id: str, bandwidth: int, duration: float
+) -> tuple[Segment, ...]:
     timescale = _int(template, "timescale", 1) or 1
     number = _int(template, "startNumber", 1)
     offset = _int(template, "presentationTimeOffset", 0)
@@ -209,8 +223,21 @@ def _segments(template: Element, media: str, representation_id: str, bandwidth: 
         nonlocal number
         if len(segments) >= MAX_SEGMENTS:
             raise RemoteProtocolError(f"MPD: more than {MAX_SEGMENTS} segments", reason="mpd")
-        url = expand_template(media, representation_id=representation_id, bandwidth=bandwidth, number=number, time=time)
-        segments.append(Segment(number=number, start=(time - offset) / timescale, duration=length / timescale, url=url))
+        url = expand_template(
+            media,
+            representation_id=representation_id,
+            bandwidth=bandwidth,
+            number=number,
+            time=time,
+        )
+        segments.append(
+            Segment(
+                number=number,
+                start=(time - offset) / timescale,
+                duration=length / timescale,
+                url=url,
+            )
+        )
         number += 1
 
     timeline = _child(template, "SegmentTimeline")
@@ -236,7 +263,9 @@ def _segments(template: Element, media: str, representation_id: str, bandwidth: 
             last = min(length, round(duration * timescale) - index * length)
             add(offset + index * length, max(last, 1))
     if not segments:
-        raise RemoteProtocolError(f"MPD: Representation {representation_id} has no segments", reason="mpd")
+        raise RemoteProtocolError(
+            f"MPD: Representation {representation_id} has no segments", reason="mpd"
+        )
     return tuple(segments)
 
 

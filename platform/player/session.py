@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import trio
-
 from seedcast.errors import RemoteProtocolError, SeedcastError, TransportError
 from seedcast.http11 import Headers, HttpClient
 from seedcast.player.abr import Abr, AbrObservation
@@ -93,7 +92,9 @@ async def play(
     fetch = _Fetcher(client, url, resolve, options.local_address)
     manifest_bytes, _ = await fetch.get(url, report, count_bytes=False)
     manifest = parse_manifest(manifest_bytes)
-    duration = manifest.duration if options.seconds is None else min(manifest.duration, options.seconds)
+    duration = (
+        manifest.duration if options.seconds is None else min(manifest.duration, options.seconds)
+    )
     playback = Playback(
         now=trio.current_time(),
         startup_seconds=options.startup_seconds,
@@ -131,7 +132,9 @@ async def play(
         started = trio.current_time()
         size = 0
         for representation in (video, audio) if audio else (video,):
-            size += await _fetch_segment(fetch, url, representation, index, init_loaded, report, options)
+            size += await _fetch_segment(
+                fetch, url, representation, index, init_loaded, report, options
+            )
         elapsed = max(trio.current_time() - started, 1e-6)
         throughput.append(size * 8 / elapsed)
         segment = video.segments[index]
@@ -175,7 +178,9 @@ async def _fetch_segment(
 ) -> int:
     size = 0
     if representation.id not in init_loaded and representation.initialization:
-        body, _ = await fetch.get(urljoin(manifest_url, representation.initialization), report, retries=options.retries)
+        body, _ = await fetch.get(
+            urljoin(manifest_url, representation.initialization), report, retries=options.retries
+        )
         init_loaded.add(representation.id)
         size += len(body)
     segment = representation.segments[min(index, len(representation.segments) - 1)]
@@ -186,7 +191,9 @@ async def _fetch_segment(
 class _Fetcher:
     """GETs with DNS resolution of names only the Seedcast DNS knows, and source accounting."""
 
-    def __init__(self, client: HttpClient, url: str, resolve: Resolve | None, local_address: str | None) -> None:
+    def __init__(
+        self, client: HttpClient, url: str, resolve: Resolve | None, local_address: str | None
+    ) -> None:
         self.client = client
         self.resolve = resolve
         self.local_address = local_address
@@ -213,7 +220,9 @@ class _Fetcher:
                 )
             except (TransportError, RemoteProtocolError) as error:
                 last_error = error
-                log.info("fetch failed, retrying", extra={"fields": {"url": url, "error": str(error)}})
+                log.info(
+                    "fetch failed, retrying", extra={"fields": {"url": url, "error": str(error)}}
+                )
                 await trio.sleep(min(0.25 * 2**attempt, 2.0))
                 continue
             if response.status != 200:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from seedcast.http11 import HttpClient
 from seedcast.origin.testing import OriginProcess, make_sample, publish_cli
 from seedcast.player.abr import make_abr
@@ -37,7 +36,9 @@ def origin(published: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("rule", ["throughput", "bba", "bola"])
-async def test_plays_the_whole_video_and_counts_every_byte(origin: OriginProcess, rule: str) -> None:
+async def test_plays_the_whole_video_and_counts_every_byte(
+    origin: OriginProcess, rule: str
+) -> None:
     url = origin.url("/sample/manifest.mpd")
     async with HttpClient() as client:
         manifest = parse_manifest((await client.request("GET", url)).content)
@@ -51,7 +52,7 @@ async def test_plays_the_whole_video_and_counts_every_byte(origin: OriginProcess
     video_ids = {rep.id: rep for rep in manifest.video}
     for index, rendition in enumerate(report.renditions):
         segment = video_ids[rendition].segments[index]
-        expected += len((await _get(url, segment.url)))
+        expected += len(await _get(url, segment.url))
     for rendition in set(report.renditions):
         expected += len(await _get(url, video_ids[rendition].initialization))
     audio = manifest.audio[-1]
@@ -72,7 +73,9 @@ async def _get(manifest_url: str, relative: str) -> bytes:
 async def test_seconds_limits_what_is_played(origin: OriginProcess) -> None:
     async with HttpClient() as client:
         report = await play(
-            origin.url("/sample/manifest.mpd"), make_abr("throughput"), client,
+            origin.url("/sample/manifest.mpd"),
+            make_abr("throughput"),
+            client,
             options=PlayerOptions(seconds=2.0, startup_seconds=1.0),
         )
     assert report.segments == 1
@@ -94,13 +97,34 @@ async def test_unreachable_server_fails_after_retries_not_a_hang() -> None:
 
 def test_play_command_prints_the_qoe_json(origin: OriginProcess) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "seedcast", "play", origin.url("/sample/manifest.mpd"),
-         "--json", "--seconds", "2", "--abr", "bola"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "seedcast",
+            "play",
+            origin.url("/sample/manifest.mpd"),
+            "--json",
+            "--seconds",
+            "2",
+            "--abr",
+            "bola",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    for key in ("startup_delay_s", "stall_count", "stall_seconds", "avg_bitrate_kbps", "switches",
-                "bytes_from_peers", "bytes_from_edges", "bytes_from_origin"):
+    for key in (
+        "startup_delay_s",
+        "stall_count",
+        "stall_seconds",
+        "avg_bitrate_kbps",
+        "switches",
+        "bytes_from_peers",
+        "bytes_from_edges",
+        "bytes_from_origin",
+    ):
         assert key in report
     assert report["bytes_from_origin"] > 0

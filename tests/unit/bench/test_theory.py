@@ -1,10 +1,10 @@
 from __future__ import annotations
+
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from seedcast.bench.theory import Scenario, bound, client_server_bound, p2p_bound
 from seedcast.units import MiB
 
@@ -12,12 +12,16 @@ from seedcast.units import MiB
 def test_textbook_numbers() -> None:
     # F = 64 MiB, u_s = 4 MiB/s, u_i = 1 MiB/s, d = 8 MiB/s.
     assert client_server_bound(64 * MiB, 32, 4 * MiB, [8 * MiB] * 32) == 512.0
-    assert p2p_bound(64 * MiB, 4 * MiB, [1 * MiB] * 32, [8 * MiB] * 32) == pytest.approx(64 * 32 / 36)
+    assert p2p_bound(64 * MiB, 4 * MiB, [1 * MiB] * 32, [8 * MiB] * 32) == pytest.approx(
+        64 * 32 / 36
+    )
     assert p2p_bound(64 * MiB, 4 * MiB, [1 * MiB], [8 * MiB]) == 16.0  # F/u_s dominates
 
 
 def test_cdn_uses_the_edges_combined_upload() -> None:
-    scenario = Scenario(file_size=64 * MiB, clients=16, server_up=4 * MiB, peer_up=MiB, peer_down=8 * MiB, edges=2)
+    scenario = Scenario(
+        file_size=64 * MiB, clients=16, server_up=4 * MiB, peer_up=MiB, peer_down=8 * MiB, edges=2
+    )
     assert bound("cdn", scenario) == 16 * 64 / 8
     assert bound("hybrid", scenario) < bound("p2p", scenario)
 
@@ -31,7 +35,9 @@ def test_cdn_uses_the_edges_combined_upload() -> None:
 def test_p2p_never_needs_longer_than_client_server(
     clients: int, server_up: float, peer_up: float, peer_down: float
 ) -> None:
-    scenario = Scenario(file_size=MiB, clients=clients, server_up=server_up, peer_up=peer_up, peer_down=peer_down)
+    scenario = Scenario(
+        file_size=MiB, clients=clients, server_up=server_up, peer_up=peer_up, peer_down=peer_down
+    )
     assert bound("p2p", scenario) <= bound("client-server", scenario) * (1 + 1e-9)
 
 
@@ -55,8 +61,16 @@ def test_report_files_are_written_and_parse(tmp_path: Path) -> None:
     from seedcast.bench.report import verdict, write_results
 
     records = [
-        {"strategy": "p2p", "clients": n, "repeat": 0, "measured_s": 1.1 * n, "bound_s": n * 1.0,
-         "ratio": 1.1, "completion_s": [0.5 * n, 1.1 * n], "source": "seedcast"}
+        {
+            "strategy": "p2p",
+            "clients": n,
+            "repeat": 0,
+            "measured_s": 1.1 * n,
+            "bound_s": n * 1.0,
+            "ratio": 1.1,
+            "completion_s": [0.5 * n, 1.1 * n],
+            "source": "seedcast",
+        }
         for n in (1, 2, 4)
     ]
     write_results(tmp_path, {"seed": 7}, records, title="test")

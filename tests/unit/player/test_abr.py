@@ -3,14 +3,24 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from seedcast.player.abr import AbrObservation, BbaAbr, BolaAbr, ThroughputAbr, harmonic_mean, make_abr
+from seedcast.player.abr import (
+    AbrObservation,
+    BbaAbr,
+    BolaAbr,
+    ThroughputAbr,
+    harmonic_mean,
+    make_abr,
+)
 
 LADDER = [600_000, 1_500_000, 3_000_000, 5_000_000]
 
 
-def observe(buffer: float = 0.0, throughput: tuple[float, ...] = (), current: int | None = None) -> AbrObservation:
-    return AbrObservation(buffer_seconds=buffer, segment_seconds=2.0, throughput_bps=throughput, current=current)
+def observe(
+    buffer: float = 0.0, throughput: tuple[float, ...] = (), current: int | None = None
+) -> AbrObservation:
+    return AbrObservation(
+        buffer_seconds=buffer, segment_seconds=2.0, throughput_bps=throughput, current=current
+    )
 
 
 def test_harmonic_mean_is_pulled_down_by_slow_samples() -> None:
@@ -21,9 +31,18 @@ def test_harmonic_mean_is_pulled_down_by_slow_samples() -> None:
 
 @pytest.mark.parametrize(
     ("throughput", "expected"),
-    [((), 0), ((500_000.0,), 0), ((2_000_000.0,), 1), ((3_400_000.0,), 2), ((3_300_000.0,), 1), ((50e6,), 3)],
+    [
+        ((), 0),
+        ((500_000.0,), 0),
+        ((2_000_000.0,), 1),
+        ((3_400_000.0,), 2),
+        ((3_300_000.0,), 1),
+        ((50e6,), 3),
+    ],
 )
-def test_throughput_rule_keeps_a_safety_margin(throughput: tuple[float, ...], expected: int) -> None:
+def test_throughput_rule_keeps_a_safety_margin(
+    throughput: tuple[float, ...], expected: int
+) -> None:
     assert ThroughputAbr(safety=0.9).choose(LADDER, observe(throughput=throughput)) == expected
 
 

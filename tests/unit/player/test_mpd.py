@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from seedcast.errors import RemoteProtocolError
 from seedcast.player.mpd import expand_template, parse_duration, parse_manifest
 
@@ -57,8 +56,16 @@ def test_durations(text: str, seconds: float) -> None:
 
 
 def test_template_fields() -> None:
-    assert expand_template("$RepresentationID$/$Number%03d$-$Bandwidth$-$Time$$$.m4s",
-                           representation_id="v1", bandwidth=800, number=7, time=12) == "v1/007-800-12$.m4s"
+    assert (
+        expand_template(
+            "$RepresentationID$/$Number%03d$-$Bandwidth$-$Time$$$.m4s",
+            representation_id="v1",
+            bandwidth=800,
+            number=7,
+            time=12,
+        )
+        == "v1/007-800-12$.m4s"
+    )
 
 
 @pytest.mark.parametrize(

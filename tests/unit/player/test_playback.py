@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from seedcast.player.playback import Playback
 
 
