@@ -9,10 +9,10 @@ offers (a :class:`SwarmView`: pieces had, piece availability, peers unchoking
 us) and returns a :class:`Plan`:
 
 * **Waiting pieces** — pieces of a file the player asked for and waits on.
-  They get a deadline of "now" in the picker (time-critical: the picker may
-  ask two peers for the same block). If no unchoking peer has the piece, or
-  the swarm has not delivered it ``peer_grace_seconds`` after the player
-  asked (the request stalled), the piece goes to the CDN edge.
+  The swarm gets ``peer_grace_seconds`` for them: that is their deadline in
+  the picker (which asks a second peer for a block as the deadline draws
+  near). If no unchoking peer has the piece, or the swarm has not delivered
+  it by then (the request stalled), the piece goes to the CDN edge.
 * **Urgent pieces** — segments of the track the player is on whose playback
   time is within ``urgent_seconds`` of the playhead. The player is assumed to
   need segment *k* at ``t_ask + (start_k - start_asked)``: it asked for one
@@ -317,6 +317,7 @@ class _Head:
 class _Run:
     run: EdgeRun
     pending: set[int] = field(default_factory=set)
+    mismatched: bool = False
 
 
 class StreamScheduler:
@@ -388,8 +389,11 @@ class StreamScheduler:
         self._mismatches[index] = self._mismatches.get(index, 0) + 1
         run_id = self._edge_pieces.pop(index, None)
         if run_id is not None and run_id in self._runs:
-            self._runs[run_id].pending.discard(index)
-        self._note_edge_error(f"edge bytes of piece {index} do not match the torrent", now)
+            entry = self._runs[run_id]
+            entry.pending.discard(index)
+            entry.mismatched = True
+        self._last_edge_error = f"edge bytes of piece {index} do not match the torrent"
+        self._last_edge_error_at = now
 
     def edge_run_done(self, run_id: int, now: float) -> None:
         """The run's response ended; whatever did not arrive is planned again."""
@@ -399,9 +403,10 @@ class StreamScheduler:
         for index in entry.pending:
             if self._edge_pieces.get(index) == run_id:
                 del self._edge_pieces[index]
-        if not entry.pending and not any(
-            index in self._mismatches for index in entry.run.pieces
-        ):
+        if entry.mismatched:
+            # One backoff step per lying response, however many pieces it spoiled.
+            self._note_edge_error(self._last_edge_error, now)
+        elif not entry.pending:
             self._edge_failures_in_a_row = 0
             self._edge_ready_at = -math.inf
 
@@ -464,8 +469,8 @@ class StreamScheduler:
                 current = need.get(index)
                 if current is None or current[0] > request.asked_at or not current[1]:
                     need[index] = (request.asked_at, True)
-        for request in expired:
-            self._requests.pop(request.request_id, None)
+        for gone in expired:
+            self._requests.pop(gone.request_id, None)
         self._expired_total += len(expired)
 
         window: list[int] = []
@@ -495,15 +500,18 @@ class StreamScheduler:
         for index, (due, waiting) in need.items():
             if index in self._edge_pieces:
                 continue
-            deadlines[index] = due
             peers_can = unchoking > 0 and view.availability(index) > 0
             if waiting:
+                # The swarm's deadline is the handover: the picker asks a second peer
+                # (time-critical duplicates) only as it draws near.
                 handover = due + settings.peer_grace_seconds
+                deadlines[index] = handover
                 if not peers_can or now >= handover:
                     for_edge.append((due, index, True))
                 else:
                     next_check = min(next_check, handover)
             else:
+                deadlines[index] = due
                 handover = due - settings.edge_lead_seconds
                 if not peers_can or now >= handover:
                     for_edge.append((due, index, False))

@@ -83,6 +83,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-throughput", action="store_true", help="skip the one-to-one test")
     parser.add_argument("--no-swarm", action="store_true", help="skip the swarm test")
     parser.add_argument(
+        "--trace", action="store_true", help="print the swarm's total upload rate every 2 s"
+    )
+    parser.add_argument(
         "--json", metavar="FILE", default=None, help="also write the results as JSON"
     )
     parser.add_argument(
@@ -165,6 +168,7 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
                     caps,
                     limit,
                     args.workers,
+                    args.trace,
                 )
                 theirs = None
                 if not args.no_libtorrent:
@@ -306,6 +310,7 @@ async def _seedcast_swarm(
     caps: tuple[float, float, float],
     limit: float,
     workers: int,
+    trace: bool = False,
 ) -> SwarmResult:
     seed_upload, peer_upload, download = caps
     run_dir = workdir / f"seedcast-{count}"
@@ -332,12 +337,13 @@ async def _seedcast_swarm(
             jobs[position % len(jobs)].append(peer)
         start_at = time.time() + 2.0 + 0.05 * count
         completions: list[float] = []
+        uploaded: dict[int, int] = {}
         done = trio.Event()
         processes = []
 
         async def run_worker(job: list[dict[str, Any]]) -> None:
             payload = json.dumps(
-                {"torrent": str(torrent), "peers": job, "start_at": start_at}
+                {"torrent": str(torrent), "peers": job, "start_at": start_at, "trace": trace}
             ).encode()
             process = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "seedcast.peer.bench"],
@@ -357,6 +363,9 @@ async def _seedcast_swarm(
                     while b"\n" in buffer:
                         line, buffer = buffer.split(b"\n", 1)
                         message = json.loads(line)
+                        if message.get("event") == "uploaded":
+                            slot = round((message["time"] - start_at) / 2)
+                            uploaded[slot] = uploaded.get(slot, 0) + message["bytes"]
                         if message.get("event") == "complete" and not message.get("seed"):
                             completions.append(message["time"] - start_at)
                             if len(completions) == count:
@@ -383,6 +392,14 @@ async def _seedcast_swarm(
                 await process.wait()
         nursery.cancel_scope.cancel()
     shutil.rmtree(run_dir, ignore_errors=True)
+    if trace:
+        capacity = (seed_upload + count * peer_upload) / MiB
+        for slot in sorted(uploaded)[1:]:
+            previous = uploaded.get(slot - 1, 0)
+            rate = (uploaded[slot] - previous) / 2 / MiB
+            print(
+                f"  t={2 * slot:4d} s  upload {rate:6.2f} MiB/s of {capacity:.0f}", file=sys.stderr
+            )
     return SwarmResult("seedcast", count, tuple(sorted(completions)), count - len(completions))
 
 
@@ -426,12 +443,23 @@ async def _worker(job: dict[str, Any]) -> None:
             {"event": "complete", "peer": peer["index"], "seed": peer["seed"], "time": time.time()}
         )
 
+    async def trace() -> None:
+        # Cumulative bytes uploaded by this worker's peers, every 2 s from the start.
+        tick = job["start_at"]
+        while True:
+            tick += 2.0
+            await trio.sleep(max(0.0, tick - time.time()))
+            total = sum(swarm.bytes_uploaded for _, swarm in swarms)
+            report({"event": "uploaded", "time": tick, "bytes": total})
+
     async with trio.open_nursery() as nursery:
         await trio.sleep(max(0.0, job["start_at"] - time.time()))
         for peer, swarm in swarms:
             await nursery.start(swarm.serve)
             if not peer["seed"]:
                 nursery.start_soon(watch, peer, swarm)
+        if job.get("trace"):
+            nursery.start_soon(trace)
         stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
         while await stdin.receive_some(1024):
             pass

@@ -64,6 +64,9 @@ def configure_peer(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where /metrics is served (default: listen host, port peers.agent_port; 'off' = none)",
     )
+    from seedcast.peer.agent_commands import configure_agent_options
+
+    configure_agent_options(parser)
 
 
 def _rate(text: str | None, default: float, option: str) -> float:
@@ -94,6 +97,10 @@ def run_peer(args: argparse.Namespace, config: ClusterConfig) -> int:
     from seedcast.peer.swarm import Swarm, SwarmSettings
     from seedcast.roles import run_role
 
+    if getattr(args, "agent", False):
+        from seedcast.peer.agent_commands import run_agent
+
+        return run_agent(args, config)
     if not args.torrent:
         raise UsageError("--torrent FILE is required")
     torrent_path = Path(args.torrent)

@@ -65,6 +65,16 @@ class PickerStatistics:
     peers: int
 
 
+def _bits(value: int) -> list[int]:
+    """The positions of the set bits of ``value``, lowest first."""
+    positions = []
+    while value:
+        lowest = value & -value
+        positions.append(lowest.bit_length() - 1)
+        value ^= lowest
+    return positions
+
+
 class _Partial:
     """A piece in progress."""
 
@@ -143,11 +153,16 @@ class PiecePicker:
         self._peer_requests: dict[PeerKey, set[tuple[int, int]]] = {}
         self._partials: dict[int, _Partial] = {}
         self._open: dict[int, _Partial] = {}
+        self._exhausted: set[PeerKey] = set()
+        """Peers that had no new piece for us at the last look."""
         """Partials with free blocks, oldest first."""
         self._free_blocks = 0
         self._rarest: list[int] = []
         self._rarest_at = -1e18
-        self.rarest_refresh = 0.25
+        self._peer_bits: dict[PeerKey, int] = {}
+        self._have_bits = sum(1 << index for index, flag in enumerate(self._have) if flag)
+        self._partial_bits = 0
+        self.rarest_refresh = 0.5
         """Seconds the rarest-first order may be reused before it is sorted again."""
         self._deadlines: dict[int, float] = {}
         self._window: list[int] = []
@@ -187,6 +202,7 @@ class PiecePicker:
         self._peer_pieces[peer] = bytearray(self.num_pieces)
         self._peer_interesting[peer] = 0
         self._peer_counts[peer] = 0
+        self._peer_bits[peer] = 0
         self._peer_requests[peer] = set()
 
     def remove_peer(self, peer: PeerKey) -> None:
@@ -200,6 +216,8 @@ class PiecePicker:
                 availability[index] -= 1
         del self._peer_interesting[peer]
         del self._peer_counts[peer]
+        del self._peer_bits[peer]
+        self._exhausted.discard(peer)
         for index, block_number in self._peer_requests.pop(peer):
             self._unrequest(peer, index, block_number)
         for partial in self._partials.values():
@@ -221,8 +239,10 @@ class PiecePicker:
         pieces[index] = 1
         self._availability[index] += 1
         self._peer_counts[peer] += 1
+        self._peer_bits[peer] |= 1 << index
         if not self._have[index]:
             self._peer_interesting[peer] += 1
+            self._exhausted.discard(peer)
             return True
         return False
 
@@ -238,7 +258,9 @@ class PiecePicker:
                 pieces[index] = 1
                 availability[index] += 1
         self._peer_counts[peer] = self.num_pieces
+        self._peer_bits[peer] = (1 << self.num_pieces) - 1
         self._peer_interesting[peer] = self.num_pieces - self._have_count
+        self._exhausted.discard(peer)
 
     def peer_has_piece(self, peer: PeerKey, index: int) -> bool:
         pieces = self._peer_pieces.get(peer)
@@ -335,10 +357,12 @@ class PiecePicker:
                 if len(picked) >= count:
                     return picked
 
-        if not self.restrict_to_priority:
+        if not self.restrict_to_priority and peer not in self._exhausted:
             while len(picked) < count:
-                index = self._new_piece_for(pieces, now)
+                index = self._new_piece_for(peer, now)
                 if index is None:
+                    # Nothing new from this peer until it announces more pieces.
+                    self._exhausted.add(peer)
                     break
                 self._take_from(peer, self._partial(index), count, now, picked, duplicates=False)
 
@@ -346,27 +370,31 @@ class PiecePicker:
             self._take_end_game(peer, pieces, count, now, picked)
         return picked
 
-    def _new_piece_for(self, pieces: bytearray, now: float) -> int | None:
-        have = self._have
-        partials = self._partials
+    def _new_piece_for(self, peer: PeerKey, now: float) -> int | None:
+        # Candidates as one big-int bitset (bit i = piece i): what the peer has,
+        # minus what we have or have started. Cheap even for thousands of pieces.
+        candidates = self._peer_bits[peer] & ~(self._have_bits | self._partial_bits)
+        if not candidates:
+            return None
         if self._have_count < self.random_first_pieces:
-            candidates = [
-                index
-                for index in range(self.num_pieces)
-                if pieces[index] and not have[index] and index not in partials
-            ]
-            return self._rng.choice(candidates) if candidates else None
-        if now - self._rarest_at > self.rarest_refresh or now < self._rarest_at:
-            # Missing pieces, rarest first, ties in this picker's random order.
+            return self._rng.choice(_bits(candidates))
+        if candidates.bit_count() <= 64:
             availability = self._availability
             rank = self._rank
+            return min(_bits(candidates), key=lambda index: (availability[index], rank[index]))
+        # Many candidates: the first in the rarest-first order comes quickly.
+        if now - self._rarest_at > self.rarest_refresh or now < self._rarest_at:
+            availability = self._availability
+            rank = self._rank
+            scale = self.num_pieces
+            keys = [availability[index] * scale + rank[index] for index in range(scale)]
+            have = self._have
             self._rarest = sorted(
-                (index for index in range(self.num_pieces) if not have[index]),
-                key=lambda index: (availability[index], rank[index]),
+                (index for index in range(scale) if not have[index]), key=keys.__getitem__
             )
             self._rarest_at = now
         for index in self._rarest:
-            if pieces[index] and not have[index] and index not in partials:
+            if candidates >> index & 1:
                 return index
         return None
 
@@ -375,6 +403,7 @@ class PiecePicker:
         if partial is None:
             partial = _Partial(index, self._sizes[index], self._block_size)
             self._partials[index] = partial
+            self._partial_bits |= 1 << index
             free = partial.free
             partial.free = 0
             self._change_free(partial, free)
@@ -523,6 +552,8 @@ class PiecePicker:
             return []
         self._have[index] = 1
         self._have_count += 1
+        self._have_bits |= 1 << index
+        self._partial_bits &= ~(1 << index)
         self._deadlines.pop(index, None)
         for peer, pieces in self._peer_pieces.items():
             if pieces[index]:

@@ -24,6 +24,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from seedcast.errors import RemoteProtocolError, SeedcastError, TransportError
@@ -131,7 +132,7 @@ class PieceCutter:
 
 
 def source_of(response: ClientResponse) -> str:
-    """"edge" when an edge cache answered (it sets X-Cache), else "origin"."""
+    """Which CDN tier answered: ``edge`` (it sets X-Cache) or ``origin``."""
     return "edge" if "x-cache" in response.headers else "origin"
 
 
@@ -144,11 +145,10 @@ class CdnStatistics:
     last_served_by: str
 
 
-class Resolver:
-    """The part of :class:`seedcast.resolver.StubResolver` the client uses."""
+class AddressResolver(Protocol):
+    """What the client needs of :class:`seedcast.resolver.StubResolver`."""
 
-    async def resolve_address(self, host: str) -> str:  # pragma: no cover - protocol
-        raise NotImplementedError
+    async def resolve_address(self, host: str) -> str: ...
 
 
 class CdnClient:
@@ -165,7 +165,7 @@ class CdnClient:
         base_url: str,
         *,
         http: HttpClient,
-        resolver: object | None = None,
+        resolver: AddressResolver | None = None,
         local_address: str | None = None,
     ) -> None:
         parts = urlsplit(base_url)
@@ -193,7 +193,7 @@ class CdnClient:
                 raise CdnUnavailable(f"no resolver for {self.host}", reason="dns")
             self.resolutions += 1
             try:
-                address = await self.resolver.resolve_address(self.host)  # type: ignore[attr-defined]
+                address = await self.resolver.resolve_address(self.host)
             except SeedcastError as error:
                 raise CdnUnavailable(f"DNS: {error}", reason="dns") from None
             except OSError as error:

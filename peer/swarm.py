@@ -96,6 +96,9 @@ log = logging.getLogger("seedcast.peer")
 PEER_ID_PREFIX = b"-SC0100-"
 _RECEIVE_SIZE = 64 * 1024
 _OUTBOX_HIGH_WATER = 128 * 1024
+_CHARGE_BYTES = 16 * 1024
+_UPLOAD_BATCH = 2
+"""Blocks charged to the upload caps and sent together."""
 _STOPPED_ANNOUNCE_SECONDS = 2.0
 
 Fetch = Callable[[str, str | None], Awaitable[bytes]]
@@ -131,6 +134,8 @@ class SwarmSettings:
     seed_policy: str = "fastest-upload"
     """Whom a seed unchokes: "fastest-upload" or "round-robin" (least served first)."""
     idle_unchoke_seconds: float = 2.0
+    batch_seconds: float = 0.5
+    """HAVE messages to peers we choke wait this long to travel together."""
     """An unchoked peer that asks for nothing this long gives its slot to another."""
     request_seconds: float = 3.0
     min_request_queue: int = 4
@@ -209,15 +214,18 @@ class _Connection:
         "drained",
         "interested_since",
         "last_block_at",
-        "last_request_at",
-        "unchoked_at",
         "last_received",
+        "last_request_at",
         "last_sent",
         "listen_address",
         "nursery",
         "outbox",
         "outgoing",
+        "sending",
+        "sending_since",
         "stream",
+        "uncharged",
+        "unchoked_at",
         "up_bucket",
         "up_meter",
         "upload_queue",
@@ -244,6 +252,9 @@ class _Connection:
         self.connected_at = now
         self.last_received = now
         self.last_sent = now
+        self.sending = False
+        self.sending_since: float | None = None
+        self.uncharged = 0
         self.interested_since: float | None = None
         self.last_block_at: float | None = None
         self.last_request_at = now
@@ -349,6 +360,8 @@ class Swarm:
         self._complete_event = trio.Event()
         self._ready_event = trio.Event()
         self._tick_wakeup = _Wakeup()
+        self._flush_wakeup = _Wakeup()
+        self._unflushed: set[_Connection] = set()
         self._announce_wakeup = _Wakeup()
         self._nursery: trio.Nursery | None = None
         self.started_at: float | None = None
@@ -492,6 +505,7 @@ class Swarm:
                 self._nursery = nursery
                 nursery.start_soon(self._accept_loop, listeners)
                 nursery.start_soon(self._tick_loop)
+                nursery.start_soon(self._flush_loop)
                 if self.announce_urls:
                     nursery.start_soon(self._tracker_loop)
                 self._ready_event.set()
@@ -614,24 +628,26 @@ class Swarm:
         conn.closing = True
 
     async def _reader(self, conn: _Connection) -> None:
+        # No per-read deadline here (a cancel scope per read costs more than
+        # the read): the tick loop's watchdog closes silent connections.
         stream = conn.stream
         wire = conn.wire
-        settings = self.settings
-        deadline = trio.current_time() + settings.handshake_timeout
+        charge_at = _CHARGE_BYTES
         while not conn.closing:
-            timeout = settings.idle_timeout
-            if not wire.established:
-                timeout = max(0.0, deadline - trio.current_time())
-            with trio.fail_after(timeout):
-                data = await stream.receive_some(_RECEIVE_SIZE)
+            data = await stream.receive_some(_RECEIVE_SIZE)
             if not data:
                 wire.receive_data(b"")
                 return
             now = trio.current_time()
             conn.last_received = now
             if self.download_bucket is not None or conn.down_bucket is not None:
-                await consume_all((self.download_bucket, conn.down_bucket), len(data))
-                now = trio.current_time()
+                # Charge the download caps in chunks: small control messages
+                # would otherwise cost a scheduler round trip each.
+                conn.uncharged += len(data)
+                if conn.uncharged >= charge_at:
+                    charged, conn.uncharged = conn.uncharged, 0
+                    await consume_all((self.download_bucket, conn.down_bucket), charged)
+                    now = trio.current_time()
             events = wire.receive_data(data)
             while events:
                 for event in events:
@@ -644,38 +660,101 @@ class Swarm:
     async def _writer(self, conn: _Connection) -> None:
         stream = conn.stream
         while True:
-            while not conn.outbox:
+            while not conn.outbox or conn.sending:
                 await conn.writer_wakeup.wait()
             data = conn.outbox
             conn.outbox = bytearray()
-            with trio.fail_after(self.settings.write_timeout):
+            conn.sending = True
+            conn.sending_since = trio.current_time()
+            try:
                 await stream.send_all(data)
+            finally:
+                conn.sending = False
+                conn.sending_since = None
             conn.last_sent = trio.current_time()
             conn.drained.set()
+
+    async def _flush_loop(self) -> None:
+        """Send batched messages (HAVEs) within ``batch_seconds``."""
+        while True:
+            await self._flush_wakeup.wait()
+            await trio.sleep(self.settings.batch_seconds)
+            pending, self._unflushed = self._unflushed, set()
+            for conn in pending:
+                conn.writer_wakeup.set()
+
+    def _write_batched(self, conn: _Connection, data: bytes) -> None:
+        if data and not conn.closing:
+            conn.outbox += data
+            if not self._unflushed:
+                self._flush_wakeup.set()
+            self._unflushed.add(conn)
+
+    def _watchdog(self, conn: _Connection, now: float) -> None:
+        """Close connections that stay silent, never finish the handshake or stall a write."""
+        settings = self.settings
+        if not conn.wire.established:
+            expired = now - conn.connected_at > settings.handshake_timeout
+        else:
+            expired = now - conn.last_received > settings.idle_timeout
+        sending = conn.sending_since
+        if expired or (sending is not None and now - sending > settings.write_timeout):
+            self.protocol_errors["timeout"] += 1
+            log.debug("connection timed out", extra={"fields": {"peer": conn.address}})
+            self._close(conn)
 
     async def _uploader(self, conn: _Connection) -> None:
         wire = conn.wire
         queue = conn.upload_queue
-        buckets = (self.upload_bucket, conn.up_bucket)
         while not conn.closing:
             while not queue:
                 await conn.upload_wakeup.wait()
                 if conn.closing:
                     return
-            block = queue.popleft()
-            if block not in wire.remote_requests:
+            batch: list[BlockRef] = []
+            while queue and len(batch) < _UPLOAD_BATCH:
+                block = queue.popleft()
+                if block in wire.remote_requests:
+                    batch.append(block)
+            if not batch:
                 continue
-            if buckets[0] is not None or buckets[1] is not None:
-                await consume_all((self.upload_bucket, conn.up_bucket), block.length)
-                if block not in wire.remote_requests or conn.closing:
-                    continue
-            data = self.storage.read_block(block.index, block.begin, block.length)
-            conn.send(Piece(block.index, block.begin, data))
+            if self.upload_bucket is not None or conn.up_bucket is not None:
+                total = sum(block.length for block in batch)
+                await consume_all((self.upload_bucket, conn.up_bucket), total)
+            if conn.closing:
+                return
+            parts = []
+            sent = 0
+            for block in batch:
+                if block in wire.remote_requests:  # not cancelled or choked meanwhile
+                    data = self.storage.read_block(block.index, block.begin, block.length)
+                    parts.append(wire.send(Piece(block.index, block.begin, data)))
+                    sent += block.length
+            if not sent:
+                continue
             now = trio.current_time()
-            conn.up_meter.add(block.length, now)
-            self.bytes_uploaded += block.length
-            while len(conn.outbox) > _OUTBOX_HIGH_WATER and not conn.closing:
-                await conn.drained.wait()
+            conn.up_meter.add(sent, now)
+            self.bytes_uploaded += sent
+            if conn.sending:
+                # The writer is busy: queue behind what it sends.
+                conn.write(b"".join(parts))
+                while len(conn.outbox) > _OUTBOX_HIGH_WATER and not conn.closing:
+                    await conn.drained.wait()
+                continue
+            # Send ourselves (one task switch less per block), after anything queued.
+            conn.sending = True
+            if conn.outbox:
+                parts.insert(0, bytes(conn.outbox))
+                conn.outbox = bytearray()
+            conn.sending_since = now
+            try:
+                await conn.stream.send_all(b"".join(parts))
+            finally:
+                conn.sending = False
+                conn.sending_since = None
+            conn.last_sent = trio.current_time()
+            if conn.outbox:
+                conn.writer_wakeup.set()
 
     # -- events ------------------------------------------------------------------------
 
@@ -876,7 +955,11 @@ class Swarm:
                 if conn.closing or not conn.wire.established:
                     continue
                 if not self.picker.peer_has_piece(conn, index):
-                    conn.send(Have(index))
+                    have = conn.wire.send(Have(index))
+                    if conn.wire.am_choking:
+                        self._write_batched(conn, have)  # it can't ask for it yet
+                    else:
+                        conn.write(have)
                 elif conn.wire.am_interested:
                     # It may have had nothing else we want.
                     self._update_interest(conn, now, fill=False)
@@ -967,6 +1050,9 @@ class Swarm:
             if block in peer.wire.our_requests and not peer.closing:
                 peer.send(Cancel(block))
         for conn in list(self._connections):
+            if conn.closing:
+                continue
+            self._watchdog(conn, now)
             if not conn.wire.established or conn.closing:
                 continue
             if now - conn.last_sent >= settings.keepalive_interval and not conn.outbox:

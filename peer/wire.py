@@ -69,6 +69,7 @@ _U32 = struct.Struct(">I")
 _THREE_U32 = struct.Struct(">III")
 _PIECE_HEADER = struct.Struct(">IBII")
 _KEEP_ALIVE = b"\x00\x00\x00\x00"
+_HAVE_HEADER = _HEADER.pack(5, MessageId.HAVE)
 _COMPACT_AT = 256 * 1024
 
 MAX_REMOTE_REQUESTS = 2048
@@ -216,22 +217,29 @@ class PeerWire:
         self._buffer = bytearray()
         self._position = 0
         self._error: RemoteProtocolError | None = None
+        self._established = False
+        self._fast = False
 
     # -- state -------------------------------------------------------------
 
     @property
     def fast(self) -> bool:
         """True when both handshakes carry the fast-extension bit."""
-        return (
-            self.sent_handshake is not None
-            and self.received_handshake is not None
-            and self.sent_handshake.supports_fast
-            and self.received_handshake.supports_fast
-        )
+        return self._fast
 
     @property
     def established(self) -> bool:
-        return self.sent_handshake is not None and self.received_handshake is not None
+        return self._established
+
+    def _after_handshake(self) -> None:
+        sent, received = self.sent_handshake, self.received_handshake
+        self._established = sent is not None and received is not None
+        self._fast = (
+            sent is not None
+            and received is not None
+            and sent.supports_fast
+            and received.supports_fast
+        )
 
     @property
     def remote_peer_id(self) -> bytes | None:
@@ -352,6 +360,7 @@ class PeerWire:
         self.torrent = self._torrents[handshake.info_hash]
         self.received_handshake = handshake
         self.receive_phase = WirePhase.FIRST_MESSAGE
+        self._after_handshake()
         return handshake
 
     def _receive_message(self, message_id: MessageId, start: int, size: int) -> Event | None:
@@ -453,6 +462,16 @@ class PeerWire:
         Raises LocalProtocolError when ``event`` breaks the protocol from our
         side (a request while choked, a piece nobody asked for, ...).
         """
+        kind = type(event)
+        if self.send_phase is WirePhase.OPEN:
+            # Fast path for the messages sent by the thousand.
+            if kind is Have:
+                index = event.index  # type: ignore[union-attr]
+                if index >= self.torrent.num_pieces:  # type: ignore[union-attr]
+                    raise LocalProtocolError(f"piece {index} out of range")
+                return _HAVE_HEADER + _U32.pack(index)
+            if kind is Piece:
+                return self._send_piece(event)  # type: ignore[arg-type]
         if isinstance(event, Handshake):
             return self._send_handshake(event)
         if not self.established:
@@ -472,13 +491,7 @@ class PeerWire:
         self.send_phase = WirePhase.OPEN
 
         if isinstance(event, Piece):
-            block = event.block
-            if not _take(self.remote_requests, block):
-                raise LocalProtocolError(f"piece {block} was not requested (or was cancelled)")
-            header = _PIECE_HEADER.pack(
-                9 + len(event.data), MessageId.PIECE, event.index, event.begin
-            )
-            return header + event.data
+            return self._send_piece(event)
         if isinstance(event, Choke):
             self.am_choking = True
             out = _SIMPLE_BYTES[Choke]
@@ -541,6 +554,13 @@ class PeerWire:
             return _HEADER.pack(1 + len(event.payload), event.message_id) + event.payload
         raise LocalProtocolError(f"cannot send {type(event).__name__}")
 
+    def _send_piece(self, piece: Piece) -> bytes:
+        block = piece.block
+        if not _take(self.remote_requests, block):
+            raise LocalProtocolError(f"piece {block} was not requested (or was cancelled)")
+        header = _PIECE_HEADER.pack(9 + len(piece.data), MessageId.PIECE, piece.index, piece.begin)
+        return header + piece.data
+
     def _send_handshake(self, handshake: Handshake) -> bytes:
         if self.sent_handshake is not None:
             raise LocalProtocolError("handshake already sent")
@@ -551,6 +571,7 @@ class PeerWire:
         self.torrent = self._torrents[handshake.info_hash]
         self.sent_handshake = handshake
         self.send_phase = WirePhase.FIRST_MESSAGE
+        self._after_handshake()
         return (
             bytes([len(PROTOCOL_NAME)])
             + PROTOCOL_NAME

@@ -243,6 +243,8 @@ class PeersConfig:
     max_connections: int = 50
     prefetch_seconds: float = _duration("20s")
     urgent_seconds: float = _duration("4s")
+    cdn_url: str = ""
+    """CDN base URL viewer agents fetch from; empty = http://video.netcinema.test:<edge port>."""
 
     def peer_address(self, index: int) -> str:
         network = ipaddress.ip_network(self.listen_prefix)

@@ -97,8 +97,8 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
         root.chmod(0o755)  # nginx's worker runs as nobody
         content = root / "html"
         content.mkdir(mode=0o755)
-        for name, size in SIZES.items():
-            (content / name).write_bytes(os.urandom(size))
+        for name, length in SIZES.items():
+            (content / name).write_bytes(os.urandom(length))
             (content / name).chmod(0o644)
         total = rounds * len(servers) * len(sizes)
         done = 0

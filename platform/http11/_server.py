@@ -254,7 +254,15 @@ class HttpServer:
         if self._running:
             raise LocalProtocolError("this HttpServer is already serving")
         self._running = True
-        listeners = [self._listen(address) for address in addresses]
+        listeners: list[socket.socket] = []
+        try:
+            for address in addresses:
+                listeners.append(self._listen(address))
+        except OSError:
+            for listener in listeners:
+                listener.close()
+            self._running = False
+            raise
         self._listeners = listeners
         bound = [_address(listener.getsockname()) for listener in listeners]
         collector = self._register_metrics()
@@ -330,9 +338,10 @@ class HttpServer:
             listener.bind((host, port))
             listener.listen(self.limits.backlog)
             listener.setblocking(False)
-        except OSError:
+        except OSError as error:
             listener.close()
-            raise
+            # Name the address: "Address already in use" alone doesn't say which.
+            raise OSError(error.errno, f"cannot listen on {host}:{port}: {error.strerror}") from error
         return listener
 
     def _close_listeners(self) -> None:
@@ -386,6 +395,7 @@ class HttpServer:
             await connection.run()
         finally:
             self._connections.discard(connection)
+            notify_closing(connection_socket)
             connection_socket.close()
             self._slots.release()
             if self._closing and not self._connections:
@@ -452,6 +462,7 @@ class _Connection:
         "client",
         "deadline",
         "expired_in",
+        "fd",
         "local",
         "max_body_size",
         "parser",
@@ -465,6 +476,7 @@ class _Connection:
     def __init__(self, server: HttpServer, sock: socket.socket, client: Address) -> None:
         self.server = server
         self.sock = sock
+        self.fd = sock.fileno()
         self.client = client
         self.local = _address(sock.getsockname())
         self.parser = RequestParser(max_head_size=server.limits.max_head_size)
@@ -538,13 +550,20 @@ class _Connection:
     async def _receive(self, wait_first: bool) -> bytes:
         sock = self.sock
         if wait_first:
-            await wait_readable(sock)
+            await wait_readable(self.fd)
             self._yield_credit = _YIELD_EVERY
+        else:
+            # A client that always has bytes ready (pipelining, a big upload) must
+            # not keep the others waiting: yield now and then.
+            self._yield_credit -= 1
+            if self._yield_credit <= 0:
+                self._yield_credit = _YIELD_EVERY
+                await checkpoint()
         while True:
             try:
                 return sock.recv(_RECEIVE_SIZE)
             except BlockingIOError:
-                await wait_readable(sock)
+                await wait_readable(self.fd)
                 self._yield_credit = _YIELD_EVERY
             except _SOFT_ERRORS:
                 return b""
@@ -596,8 +615,25 @@ class _Connection:
         # error response (then the connection closes): only Upgrade/EOF end it here.
         parser = self.parser
         keep_alive = keep_alive and not server._closing and (parser.reusable or parser.failed)
+        body = response.body
         try:
-            keep_alive = await self._send_response(head, response, keep_alive)
+            if type(body) is bytes and len(body) <= _COALESCE_LIMIT and server.upload_limit is None:
+                # The hot path, inlined: one head, one send() that nearly always fits.
+                frame = self._frame(head, response, keep_alive, len(body))
+                data = frame.head if frame.framing is Framing.NONE else frame.head + body
+                try:
+                    sent = self.sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as error:
+                    raise _ClientGone from error
+                if sent < len(data):
+                    self.responded = True
+                    await self._send_rest(memoryview(data)[sent:])
+                server._counters.response_body_bytes += len(data) - len(frame.head)
+                keep_alive = frame.keep_alive
+            else:
+                keep_alive = await self._send_response(head, response, keep_alive)
         except _BadResponse as error:
             log.error("bad response to %s %s: %s", head.method, head.target, error)
             await _close_body(response.body)

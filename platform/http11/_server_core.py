@@ -39,6 +39,7 @@ DEFAULT_MAX_HEAD_SIZE = 16 * KiB
 # Methods we implement (RFC 9110 + PATCH). Anything else is 501, including
 # CONNECT and TRACE (no proxy tunnels, no echo) and the WebDAV family llhttp knows.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+_METHOD_NAMES = {method.encode("ascii"): method for method in KNOWN_METHODS}
 
 
 # Events are immutable NamedTuples rather than frozen dataclasses: one is built
@@ -169,7 +170,8 @@ class RequestParser:
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise _Abort(self._version_error(version))
-        method = parser.get_method().decode("ascii", "replace")
+        raw_method = parser.get_method()
+        method = _METHOD_NAMES.get(raw_method) or raw_method.decode("ascii", "replace")
         if method not in self._methods:
             raise _Abort(_bad(f"method {method} is not implemented", 501, "method"))
         url = self._url[0] if len(self._url) == 1 else b"".join(self._url)

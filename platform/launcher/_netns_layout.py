@@ -209,17 +209,17 @@ class NetworkLayout:
             namespace = f"{self.prefix}-{node.name}"
             host_link = self.link_name(position)
             commands += [
-                ("ip", "link", "add", host_link, "mtu", str(self.mtu), "type", "veth")
-                + ("peer", "name", NODE_INTERFACE, "netns", namespace),
+                (
+                    *("ip", "link", "add", host_link, "mtu", str(self.mtu), "type", "veth"),
+                    *("peer", "name", NODE_INTERFACE, "netns", namespace),
+                ),
                 ("ip", "link", "set", host_link, "master", self.bridge),
                 ("ip", "link", "set", host_link, "up"),
                 ("ip", "-n", namespace, "link", "set", "lo", "up"),
             ]
             for address in node.addresses:
-                commands.append(
-                    ("ip", "-n", namespace, "addr", "add", f"{address}/{length}")
-                    + ("dev", NODE_INTERFACE)
-                )
+                add = ("ip", "-n", namespace, "addr", "add", f"{address}/{length}")
+                commands.append((*add, "dev", NODE_INTERFACE))
             commands.append(("ip", "-n", namespace, "link", "set", NODE_INTERFACE, "up"))
             commands += self.shaping_commands(
                 node.name, node.upload, node.download, remove_unshaped=False
@@ -292,7 +292,5 @@ def tbf_arguments(payload_rate: float, mtu: int = 1500) -> list[str]:
     """``tbf rate ... burst ... latency ...`` for a payload rate in bytes/s."""
     rate = wire_rate(payload_rate, mtu)
     burst = max(int(rate * BURST_SECONDS), MIN_BURST, 2 * (mtu + ETHERNET_HEADER))
-    return ["tbf", "rate", f"{max(1, round(rate * 8))}bit", "burst", str(burst)] + [
-        "latency",
-        QUEUE_LATENCY,
-    ]
+    bits = f"{max(1, round(rate * 8))}bit"
+    return ["tbf", "rate", bits, "burst", str(burst), "latency", QUEUE_LATENCY]

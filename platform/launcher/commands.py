@@ -131,6 +131,7 @@ def clean_stale(run_dir: Path) -> str | None:
         )
     count = _stop_leftovers(state.cluster_id, state.pids())
     remove_state(run_dir, state)
+    _remove_network(run_dir)
     return (
         f"cleaned up a stale run in {run_dir} (launcher {state.launcher_pid} gone, "
         f"{count} leftover process(es) stopped)"
@@ -165,6 +166,19 @@ def configure_up(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="don't publish the sample video even if the library is empty",
     )
+    parser.add_argument(
+        "--netns",
+        action="store_true",
+        help="root, Linux: every node in its own network namespace (10.77.0.0/16, veth pairs "
+        "to a bridge, tc shaping, DNS on port 53 in each namespace's resolv.conf)",
+    )
+    parser.add_argument(
+        "--shaping",
+        choices=("tc", "buckets", "both"),
+        default="tc",
+        help="with --netns: enforce upload/download caps with tc on the links (default), "
+        "Seedcast's token buckets, or both",
+    )
 
 
 def prepare_config(args: argparse.Namespace, config: ClusterConfig) -> ClusterConfig:
@@ -185,15 +199,34 @@ def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
     note = clean_stale(run_dir)
     if note:
         print(note)
+    with_prometheus = bool(args.prometheus or config.prometheus.enabled)
+    layout = None
+    if getattr(args, "netns", False):
+        from seedcast.launcher import netns
+
+        config, layout = netns.prepare_cluster(
+            config, shaping=args.shaping, prometheus=with_prometheus
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "cluster.toml"
     config_file.write_text(to_toml(config), encoding="utf-8")
-    with_prometheus = bool(args.prometheus or config.prometheus.enabled)
     if not args.no_publish and role_options("origin") is not None:
         publish_sample_if_empty(config, config_file)
     plan = plan_cluster(config, config_file, prometheus=with_prometheus)
     if not plan.processes:
         raise SeedcastError("nothing to start: none of the roles is built yet")
+    if layout is not None:
+        # The launcher removes the network when it stops; until it runs, we do on error.
+        plan = netns.start_cluster_network(plan, layout, run_dir)
+        try:
+            if args.detach:
+                return _up_detached(args, config, config_file, plan)
+            return _up_foreground(args, config, config_file, plan)
+        except BaseException:
+            state = read_state(run_dir)
+            if state is None or not is_launcher(state.launcher_pid, state):
+                netns.teardown_recorded(run_dir)  # else a detached launcher owns it
+            raise
     if args.detach:
         return _up_detached(args, config, config_file, plan)
     return _up_foreground(args, config, config_file, plan)
@@ -368,7 +401,16 @@ def build_summary(supervisor: Any, args: argparse.Namespace | None) -> dict[str,
         "skipped": list(supervisor.plan.skipped),
         "processes": rows,
         "hints": _hints(args) if args is not None else {},
+        "netns": _network_summary(config),
     }
+
+
+def _network_summary(config: ClusterConfig) -> dict[str, Any] | None:
+    if not (config.run_dir / "netns.json").exists():
+        return None
+    from seedcast.launcher import netns
+
+    return netns.summary(config)
 
 
 def _video_to_watch(config: ClusterConfig) -> str:
@@ -429,6 +471,14 @@ def print_summary(console: Any, summary: Mapping[str, Any], *, detached: bool) -
             )
     for skipped in summary.get("skipped", []):
         console.print(f"  [yellow]{skipped}[/]")
+    network = summary.get("netns")
+    if network:
+        line(
+            "netns",
+            f"{len(network['namespaces'])} namespaces {network['prefix']}-* on bridge "
+            f"{network['bridge']} ({network['subnet']}; DNS {network['nameserver']}:53)",
+        )
+        line("try", str(network["example"]))
     line("logs", str(Path(summary["run_dir"]) / "logs"))
     hints = summary.get("hints") or {}
     status = hints.get("status", "seedcast status")
@@ -676,14 +726,27 @@ def stop_cluster(state: ClusterState, timeout: float) -> str:
     remove_state(Path(state.run_dir), state)
     if leftovers:
         stopped_by += f"; killed {leftovers} leftover process(es)"
+    network = _remove_network(Path(state.run_dir))
+    if network:
+        stopped_by += f"; {network}"
     return stopped_by
+
+
+def _remove_network(run_dir: Path) -> str | None:
+    """Remove a ``--netns`` network left in ``run_dir`` (its launcher normally does)."""
+    if not (run_dir / "netns.json").exists():
+        return None
+    from seedcast.launcher import netns
+
+    return netns.teardown_recorded(run_dir)
 
 
 def run_down(args: argparse.Namespace, config: ClusterConfig) -> int:
     run_dir = _absolute(config).run_dir
     state = read_state(run_dir)
     if state is None:
-        print(f"no cluster is running in {run_dir}")
+        network = _remove_network(run_dir)
+        print(f"no cluster is running in {run_dir}" + (f" ({network})" if network else ""))
         return 0
     how = stop_cluster(state, args.timeout)
     print(f"cluster {state.cluster!r} stopped ({len(state.processes)} processes; {how})")

@@ -211,6 +211,10 @@ class Supervisor:
             remove_state(self.run_dir)
             with contextlib.suppress(OSError):
                 os.unlink(self.socket_path)
+            if (self.run_dir / "netns.json").exists():  # up --netns: the network goes too
+                from seedcast.launcher.netns import teardown_recorded
+
+                teardown_recorded(self.run_dir)
 
     async def _cancel_on_stop(self, scope: trio.CancelScope) -> None:
         await self._stop_requested.wait()

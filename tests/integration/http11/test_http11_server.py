@@ -233,6 +233,30 @@ async def test_handlers_stream_request_bodies_as_they_arrive(
     assert b"".join(seen) == b"hello world"
 
 
+async def test_upload_limit_is_charged_for_every_body_byte(
+    start_server: Start, connect: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "file.bin"
+    path.write_bytes(b"f" * 200_000)
+    charged: list[int] = []
+
+    class Recorder:
+        async def consume(self, size: int) -> None:
+            charged.append(size)
+
+    async def file(request: Request) -> Response:
+        return Response(200, body=FileBody(path))
+
+    router = echo_router()
+    router.add("GET", "/file", file)
+    _, address = await start_server(router, upload_limit=Recorder())
+    client: RawClient = await connect(address)
+    await client.send(GET + b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\nGET /file HTTP/1.1\r\n\r\n")
+    sizes = [len((await client.response()).body) for _ in range(3)]
+    assert sizes == [len(b"hello /hello"), len(b"part0;part1;part2;"), 200_000]
+    assert sum(charged) == sum(sizes)
+
+
 async def test_expect_100_continue(start_server: Start, connect: Any) -> None:
     _, address = await start_server(echo_router())
     client: RawClient = await connect(address)

@@ -1,0 +1,406 @@
+"""A streaming cluster of real processes, for tests and experiments with viewer agents.
+
+:class:`StreamingCluster` writes a cluster.toml on its own loopback block
+(``127.0.<block+n>.x``, so tests never meet each other or a demo cluster) and
+starts each role as ``python -m seedcast <role>``: origin, edges, DNS (with
+health checks), tracker, a seeding peer, and viewer agents on demand
+(``seedcast peer --agent``). Every process is a :class:`RoleProcess`, ready
+when it logs ``ready addresses=...``; everything is stopped (SIGTERM, then
+SIGKILL) on exit. :func:`published_library` makes a real sample with
+``seedcast sample`` and publishes it once per folder::
+
+    library = published_library(tmp / "library", seconds=12)
+    with StreamingCluster(tmp / "c", library, block=220) as cluster:
+        url = cluster.start_viewer(1, "eu").manifest_url
+
+Everything is bounded in time and stops what it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+__all__ = ["RoleProcess", "StreamingCluster", "Viewer", "published_library"]
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+SAMPLE_ID = "sample"
+
+
+def _seedcast(*args: str) -> list[str]:
+    return [sys.executable, "-m", "seedcast", *args]
+
+
+def published_library(
+    folder: Path, *, seconds: float = 12, size: str = "640x360", ladder: str = "360p"
+) -> Path:
+    """A data dir holding ``sample`` (``seconds`` long), published once; returns the data dir."""
+    folder = Path(folder)
+    marker = folder / "published.json"
+    if marker.is_file():
+        return folder / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    sample = folder / "sample.mp4"
+    data = folder / "data"
+    for args in (
+        ("sample", "--seconds", f"{seconds:g}", "--size", size, "--out", str(sample)),
+        ("--data", str(data), "publish", str(sample), "--id", SAMPLE_ID, "--ladder", ladder),
+    ):
+        result = subprocess.run(
+            _seedcast(*args),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"seedcast {args[0]} failed: {result.stderr.strip()}")
+    marker.write_text(json.dumps({"seconds": seconds, "size": size, "ladder": ladder}))
+    return data
+
+
+class RoleProcess:
+    """One ``seedcast`` role as a child process; see the module docstring."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, log_dir: Path) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.process: subprocess.Popen[str] | None = None
+        self.addresses: list[str] = []
+        self.log_lines: list[str] = []
+        self._ready = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> RoleProcess:
+        env = {key: value for key, value in os.environ.items() if key != "SEEDCAST_CONTROL"}
+        self.addresses = []
+        self._ready = threading.Event()
+        self.process = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read_log(self) -> None:
+        process = self.process
+        assert process is not None
+        assert process.stderr is not None
+        with self.log_path.open("a", encoding="utf-8") as log:
+            for line in process.stderr:
+                log.write(line)
+                log.flush()
+                self.log_lines.append(line.rstrip("\n"))
+                if not self._ready.is_set():
+                    match = re.search(r"\bready addresses=(\S+)", line)
+                    if match:
+                        self.addresses = match.group(1).split(",")
+                        self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> RoleProcess:
+        if not self._ready.wait(timeout) or not self.addresses:
+            tail = " | ".join(self.log_lines[-6:])
+            self.stop()
+            raise RuntimeError(f"{self.name} did not become ready: {tail}")
+        return self
+
+    @property
+    def address(self) -> str:
+        return self.addresses[0]
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (and wait for it)."""
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(STOP_TIMEOUT)
+        self._join()
+
+    def stop(self) -> int | None:
+        """SIGTERM, wait, SIGKILL if it must; returns the exit code."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(STOP_TIMEOUT)
+        self._join()
+        return process.returncode
+
+    def _join(self) -> None:
+        if self._reader is not None:
+            self._reader.join(STOP_TIMEOUT)
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+@dataclass
+class Viewer:
+    name: str
+    process: RoleProcess
+    region: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.process.address}"
+
+    @property
+    def manifest_url(self) -> str:
+        return f"{self.url}/{SAMPLE_ID}/manifest.mpd"
+
+    def health(self) -> dict[str, Any]:
+        """The agent's ``/healthz`` (its statistics)."""
+        with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as response:
+            result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+class StreamingCluster:
+    """Origin, edges, DNS, tracker and a seeding peer as processes; viewers on demand."""
+
+    def __init__(
+        self,
+        folder: Path,
+        library: Path,
+        *,
+        block: int,
+        edges: int = 2,
+        port: int = 18080,
+        seed: bool = True,
+    ) -> None:
+        if not 1 <= block <= 245:
+            raise ValueError("block must leave room for 10 /24s below 127.0.255")
+        self.folder = Path(folder)
+        self.block = block
+        self.port = port
+        self.edge_count = edges
+        self.with_seed = seed
+        self.data_dir = self.folder / "data"
+        self.logs = self.folder / "logs"
+        self.processes: dict[str, RoleProcess] = {}
+        self.viewers: dict[str, Viewer] = {}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        if not self.data_dir.exists():
+            shutil.copytree(library, self.data_dir)
+        self.config_file = self.folder / "cluster.toml"
+        self.config_file.write_text(self._toml(), encoding="utf-8")
+
+    # -- addresses -----------------------------------------------------------------------
+
+    def net(self, offset: int, host: int) -> str:
+        return f"127.0.{self.block + offset}.{host}"
+
+    @property
+    def origin_address(self) -> str:
+        return f"{self.net(1, 1)}:{self.port}"
+
+    def edge_address(self, index: int) -> str:
+        return f"{self.net(2, index)}:{self.port}"
+
+    @property
+    def dns_address(self) -> str:
+        return f"{self.net(3, 1)}:15353"
+
+    def tracker_url(self, index: int = 1) -> str:
+        return f"http://{self.net(4, index)}:16969/announce"
+
+    def peer_host(self, index: int) -> str:
+        return self.net(5, index)
+
+    @property
+    def torrent(self) -> Path:
+        return self.data_dir / "library" / SAMPLE_ID / f"{SAMPLE_ID}.torrent"
+
+    @property
+    def cdn_url(self) -> str:
+        return f"http://video.netcinema.test:{self.port}"
+
+    def _toml(self) -> str:
+        edges = "".join(
+            f"""
+[[edges]]
+name = "edge-{index}"
+region = "{"eu" if index % 2 else "us"}"
+listen = "{self.edge_address(index)}"
+"""
+            for index in range(1, self.edge_count + 1)
+        )
+        return f"""
+[cluster]
+name = "streaming-{self.block}"
+data_dir = "{self.data_dir}"
+run_dir = "{self.folder / "run"}"
+
+[[regions]]
+name = "eu"
+viewer_prefix = "{self.net(7, 0)}/24"
+latency_ms = {{ us = 40 }}
+
+[[regions]]
+name = "us"
+viewer_prefix = "{self.net(8, 0)}/24"
+latency_ms = {{ eu = 40 }}
+
+[origin]
+listen = "{self.origin_address}"
+{edges}
+[dns]
+listen = "{self.dns_address}"
+metrics_listen = "{self.net(3, 1)}:19153"
+health_interval = "500ms"
+health_timeout = "300ms"
+zones = [
+  {{ origin = "netcinema.test", records = ["video 300 IN CNAME video.kingcdn.test."] }},
+  {{ origin = "kingcdn.test" }},
+]
+
+[tracker]
+listen = "{self.net(4, 1)}:16969"
+interval = "5s"
+min_interval = "1s"
+
+[peers]
+count = 0
+listen_prefix = "{self.net(5, 0)}/24"
+prefetch_seconds = "20s"
+urgent_seconds = "4s"
+"""
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _role(self, name: str, *args: str) -> RoleProcess:
+        process = RoleProcess(
+            name, _seedcast("--config", str(self.config_file), *args), log_dir=self.logs
+        )
+        self.processes[name] = process
+        return process
+
+    def start(self) -> StreamingCluster:
+        started = [
+            self._role("origin", "origin", "--name", "origin").start(),
+            self._role("dns", "dns", "--name", "dns").start(),
+            self._role("tracker", "tracker", "--name", "tracker", "--no-udp").start(),
+        ]
+        for index in range(1, self.edge_count + 1):
+            started.append(self._role(f"edge-{index}", "edge", "--name", f"edge-{index}").start())
+        try:
+            for process in started:
+                process.wait_ready()
+            if self.with_seed:
+                # After the tracker is up: its first announce registers it at once.
+                self.start_seed("seed", 1, self.tracker_url())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_seed(self, name: str, index: int, tracker: str, *, wait: bool = True) -> RoleProcess:
+        """A peer seeding the library's own files (announcing to ``tracker``)."""
+        process = self._role(
+            name,
+            "--data",
+            str(self.data_dir / "library"),
+            "peer",
+            "--name",
+            name,
+            "--seed",
+            "--torrent",
+            str(self.torrent),
+            "--listen",
+            f"{self.peer_host(index)}:6881",
+            "--tracker",
+            tracker,
+            "--metrics",
+            "off",
+        ).start()
+        return process.wait_ready() if wait else process
+
+    def start_tracker(self, name: str, index: int) -> RoleProcess:
+        address = self.tracker_url(index).removeprefix("http://").removesuffix("/announce")
+        return self._role(name, "tracker", "--name", name, "--listen", address, "--no-udp")
+
+    def restart(self, name: str) -> RoleProcess:
+        process = self.processes[name]
+        process.stop()
+        return process.start().wait_ready()
+
+    def start_viewer(
+        self,
+        index: int,
+        region: str = "eu",
+        *,
+        tracker: str | None = None,
+        extra: Sequence[str] = (),
+        wait: bool = True,
+    ) -> Viewer:
+        """``seedcast peer --agent`` as viewer-``index`` of ``region`` (peer address index+10)."""
+        name = f"viewer-{index}"
+        host = self.peer_host(index + 10)
+        process = self._role(
+            name,
+            "peer",
+            "--name",
+            name,
+            "--listen",
+            f"{host}:6881",
+            "--agent",
+            "--agent-listen",
+            f"{host}:8081",
+            "--region",
+            region,
+            "--torrent",
+            str(self.torrent),
+            "--tracker",
+            tracker or self.tracker_url(),
+            *extra,
+        ).start()
+        viewer = Viewer(name, process, region)
+        self.viewers[name] = viewer
+        if wait:
+            process.wait_ready()
+        return viewer
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+
+    def __enter__(self) -> StreamingCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
