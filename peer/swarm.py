@@ -54,6 +54,7 @@ from seedcast.errors import (
     SeedcastError,
     TransportError,
 )
+from seedcast.peer._rawsocket import RawListener, RawStream, open_raw_stream
 from seedcast.peer.announce import (
     AnnounceEvent,
     AnnounceRequest,
@@ -236,7 +237,7 @@ class _Connection:
 
     def __init__(
         self,
-        stream: trio.SocketStream,
+        stream: RawStream,
         wire: PeerWire,
         address: tuple[str, int],
         *,
@@ -487,9 +488,9 @@ class Swarm:
         if self.picker.complete:
             self.completed_at = self.started_at
         host, port = self._listen
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        bound = listeners[0].socket.getsockname()
-        self.listen_address = (bound[0], bound[1])
+        listener = RawListener(host, port)
+        bound = listener.address
+        self.listen_address = bound
         log.info(
             "listening",
             extra={
@@ -503,7 +504,7 @@ class Swarm:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._accept_loop, listeners)
+                nursery.start_soon(self._accept_loop, listener)
                 nursery.start_soon(self._tick_loop)
                 nursery.start_soon(self._flush_loop)
                 if self.announce_urls:
@@ -512,41 +513,32 @@ class Swarm:
                 task_status.started([f"{bound[0]}:{bound[1]}"])
         finally:
             self._nursery = None
-            for listener in listeners:
-                with trio.CancelScope(shield=True):
-                    await listener.aclose()
+            with trio.CancelScope(shield=True):
+                await listener.aclose()
 
-    async def _accept_loop(self, listeners: list[trio.SocketListener]) -> None:
-        async def accept(listener: trio.SocketListener) -> None:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as error:  # EMFILE and friends: back off, never die
-                    log.warning("accept failed", extra={"fields": {"error": error}})
-                    await trio.sleep(0.1)
-                    continue
-                peer = stream.socket.getpeername()
-                if len(self._connections) >= self.settings.max_connections or (
-                    peer[0] in self._banned_hosts
-                ):
-                    self.connections_refused += 1
-                    await stream.aclose()
-                    continue
-                assert self._nursery is not None
-                self._nursery.start_soon(self._run_connection, stream, (peer[0], peer[1]), False)
-
-        async with trio.open_nursery() as nursery:
-            for listener in listeners:
-                nursery.start_soon(accept, listener)
+    async def _accept_loop(self, listener: RawListener) -> None:
+        while True:
+            try:
+                stream, peer = await listener.accept()
+            except OSError as error:  # EMFILE and friends: back off, never die
+                log.warning("accept failed", extra={"fields": {"error": error}})
+                await trio.sleep(0.1)
+                continue
+            if len(self._connections) >= self.settings.max_connections or (
+                peer[0] in self._banned_hosts
+            ):
+                self.connections_refused += 1
+                await stream.aclose()
+                continue
+            assert self._nursery is not None
+            self._nursery.start_soon(self._run_connection, stream, peer, False)
 
     # -- connections -------------------------------------------------------------------
 
     async def _connect(self, address: tuple[str, int]) -> None:
         try:
             with trio.fail_after(self.settings.connect_timeout):
-                stream = await trio.open_tcp_stream(
-                    *address, local_address=self.settings.local_address
-                )
+                stream = await open_raw_stream(*address, local_address=self.settings.local_address)
         except (OSError, trio.TooSlowError) as error:
             log.debug("connect failed", extra={"fields": {"address": address, "error": error}})
             self._known[address] = trio.current_time() + self.settings.retry_seconds
@@ -556,7 +548,7 @@ class Swarm:
         await self._run_connection(stream, address, True)
 
     async def _run_connection(
-        self, stream: trio.SocketStream, address: tuple[str, int], outgoing: bool
+        self, stream: RawStream, address: tuple[str, int], outgoing: bool
     ) -> None:
         now = trio.current_time()
         wire = PeerWire(
@@ -764,8 +756,10 @@ class Swarm:
         if isinstance(event, Piece):
             self._on_piece(conn, event, now)
         elif isinstance(event, Have):
-            picker.peer_has(conn, event.index)
-            self._after_peer_pieces(conn, now)
+            if picker.peer_has(conn, event.index):
+                self._after_peer_pieces(conn, now)  # a piece we want
+            elif picker.complete and picker.peer_is_seed(conn):
+                self._close(conn)
         elif isinstance(event, Request):
             block = event.block
             conn.last_request_at = now

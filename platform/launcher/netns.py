@@ -236,15 +236,17 @@ def teardown_recorded(run_dir: Path) -> str | None:
             record_path(run_dir).unlink()  # unreadable junk
         return None
     problems = teardown_network(layout)
+    if problems:  # keep the record: a later `down` (as root) finishes the job
+        return (
+            f"could not remove {', '.join(problems)} (run `seedcast down` as root; "
+            f"record: {record_path(run_dir)})"
+        )
     with contextlib.suppress(FileNotFoundError):
         record_path(run_dir).unlink()
-    summary = (
+    return (
         f"removed {len(layout.nodes)} network namespace(s) {layout.prefix}-* and bridge "
         f"{layout.bridge}"
     )
-    if problems:
-        summary += f"; could not remove: {', '.join(problems)}"
-    return summary
 
 
 def _namespaces() -> list[str]:
