@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml $(wildcard package.json)
 	@touch $(STAMP)
 
 demo: setup
-	$(BIN)/seedcast up
+	$(BIN)/seedcast up --demo
 
 lint: setup
 	$(BIN)/ruff check .

@@ -95,6 +95,7 @@ _HEADER_OF = {
     "origin": "X-Seedcast-Bytes-Origin",
     "cache": "X-Seedcast-Bytes-Cache",
 }
+_EDGE_RUN_ERRORS: tuple[type[BaseException], ...] = (*CDN_ERRORS, trio.TooSlowError)
 _VIDEO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _EXPOSED = "X-Served-By, X-Seedcast-Bytes-Peer, X-Seedcast-Bytes-Edge, X-Seedcast-Bytes-Origin"
 _RELAYED_HEADERS = frozenset(
@@ -371,7 +372,7 @@ class VideoSession:
                             reason="truncated",
                         )
             self.scheduler.edge_run_done(run.run_id, trio.current_time())
-        except (*CDN_ERRORS, trio.TooSlowError) as error:
+        except _EDGE_RUN_ERRORS as error:
             reason = _describe(error)
             self.edge_failures += 1
             self.last_error = reason

@@ -95,6 +95,7 @@ def run_agent(args: argparse.Namespace, config: ClusterConfig) -> int:
     import trio
     from seedcast.metrics import new_registry
     from seedcast.peer.agent import Agent, agent_settings_from_config, default_cdn_url
+    from seedcast.peer.agent_player import watch_through_agent
     from seedcast.peer.metainfo import Metainfo
     from seedcast.peer.sources import CdnClient
     from seedcast.roles import run_role
@@ -155,6 +156,7 @@ def run_agent(args: argparse.Namespace, config: ClusterConfig) -> int:
     )
     registry = new_registry("agent", name)
     holder: dict[str, Agent] = {}
+    player: dict[str, Any] = {}
 
     async def serve(task_status: Any) -> None:
         from seedcast.http11 import HttpClient
@@ -177,6 +179,17 @@ def run_agent(args: argparse.Namespace, config: ClusterConfig) -> int:
                         for session in agent.videos.values():
                             session.swarm.add_peer(host, port)
                     task_status.started(addresses)
+                    if config.peers.play_seconds > 0:
+                        # A viewer that watches (``up --demo``): its player uses this agent.
+                        video_id = metainfo.name if metainfo is not None else config.origin.sample_id
+                        host, port = addresses[0].rsplit(":", 1)
+                        nursery.start_soon(
+                            watch_through_agent,
+                            f"http://{host}:{port}/{video_id}/manifest.mpd",
+                            config,
+                            name,
+                            player,
+                        )
             finally:
                 agent.close()
 
@@ -196,7 +209,7 @@ def run_agent(args: argparse.Namespace, config: ClusterConfig) -> int:
         agent = holder.get("agent")
         if agent is None:
             return {}
-        return agent.statistics().as_status()
+        return {**agent.statistics().as_status(), **player}
 
     return run_role(
         role="peer",

@@ -241,6 +241,13 @@ class PeersConfig:
     """Per-peer upload cap in bytes/s; 0 = unlimited."""
     download: float = _rate(0)
     max_connections: int = 50
+    play_seconds: float = 0.0
+    """Viewers started by ``up`` stream this much of the sample through their agent with the
+    headless player (``up --demo`` sets it); 0 = they only serve players that connect."""
+    play_stagger: float = _duration("4s")
+    """Viewer k starts playing (k - 1) * play_stagger seconds after it is ready."""
+    abr: str = "bola"
+    """ABR rule of the viewers' headless players: throughput | bba | bola."""
     prefetch_seconds: float = _duration("20s")
     urgent_seconds: float = _duration("4s")
     cdn_url: str = ""
@@ -485,6 +492,7 @@ def _show(value: Any) -> str:
 
 _POLICIES = ("round-robin", "geo", "least-loaded", "consistent-hash")
 _ALL_DOWN = ("origin", "all-edges", "servfail")
+_ABR_RULES = ("throughput", "bba", "bola")
 
 
 def _check_references(config: ClusterConfig) -> None:
@@ -529,6 +537,8 @@ def _check_references(config: ClusterConfig) -> None:
     ]:
         if policy not in _POLICIES:
             fail(key, f'unknown policy "{policy}" (known: {", ".join(_POLICIES)})')
+    if config.peers.abr not in _ABR_RULES:
+        fail("peers.abr", f'unknown ABR rule "{config.peers.abr}" (known: {", ".join(_ABR_RULES)})')
     if config.dns.all_down not in _ALL_DOWN:
         fail(
             "dns.all_down",

@@ -84,6 +84,10 @@ class RunCluster:
         self.log_dir = log_dir
         self._env = env
         self._children: list[_Child] = []
+        self._stopping = False
+        self.role_failed = trio.Event()
+        """Set when a role process exits on its own after it was ready."""
+        self.failed_roles: list[str] = []
 
     @property
     def pids(self) -> list[int]:
@@ -137,6 +141,9 @@ class RunCluster:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         finally:
+            if child.ready.is_set() and child.addresses and not self._stopping:
+                self.failed_roles.append(child.name)
+                self.role_failed.set()
             child.ready.set()  # exited before ready: start_role reports it
 
     async def start_worker(
@@ -197,6 +204,7 @@ class RunCluster:
 
     async def stop_all(self) -> None:
         """Workers: EOF, then wait; roles: SIGTERM; after the grace period SIGKILL. Waits for all."""
+        self._stopping = True
         for child in self._children:
             if not child.role and child.process.stdin is not None:
                 try:

@@ -140,6 +140,6 @@ def torrent_with_announce(torrent: bytes, announce: str) -> bytes:
     """The same torrent (same info hash) announcing to ``announce``."""
     import fastbencode
 
-    document = fastbencode.bdecode(torrent)
+    document = fastbencode.bdecode(torrent)  # type: ignore[attr-defined]
     document[b"announce"] = announce.encode()
-    return bytes(fastbencode.bencode(document))
+    return bytes(fastbencode.bencode(document))  # type: ignore[attr-defined]

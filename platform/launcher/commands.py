@@ -167,6 +167,24 @@ def configure_up(parser: argparse.ArgumentParser) -> None:
         help="don't publish the sample video even if the library is empty",
     )
     parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="the demo: viewers join a few seconds apart and stream the sample through their "
+        "agents; a live table, then a QoE and offload summary (what `make demo` runs)",
+    )
+    parser.add_argument(
+        "--demo-seconds",
+        type=float,
+        metavar="S",
+        default=None,
+        help="with --demo: seconds of video each viewer plays (default 30)",
+    )
+    parser.add_argument(
+        "--demo-exit",
+        action="store_true",
+        help="with --demo: stop the cluster after the summary instead of waiting for Ctrl-C",
+    )
+    parser.add_argument(
         "--netns",
         action="store_true",
         help="root, Linux: every node in its own network namespace (10.77.0.0/16, veth pairs "
@@ -195,6 +213,10 @@ def prepare_config(args: argparse.Namespace, config: ClusterConfig) -> ClusterCo
 
 def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
     config = prepare_config(args, config)
+    if getattr(args, "demo", False):
+        from seedcast.launcher.demo import run_demo
+
+        return run_demo(args, config)
     run_dir = config.run_dir
     note = clean_stale(run_dir)
     if note:

@@ -285,3 +285,33 @@ async def test_the_headless_player_through_an_in_process_agent(
     assert report.bytes_from_peers > 0
     total = report.bytes_from_peers + report.bytes_from_edges + report.bytes_from_origin
     assert report.served_by == {"agent": total}
+
+
+async def test_hostile_requests_get_answers_and_the_agent_goes_on(
+    tmp_path: Path, video: Video
+) -> None:
+    async with (
+        running_cdn(video) as cdn,
+        running_agent(tmp_path / "a", cdn.url, video) as agent,
+        HttpClient(read_timeout=10.0) as client,
+    ):
+        name = video.segment("0", 1)
+        for target, headers in [
+            (f"/{VIDEO_ID}/{name}", [("Range", "bytes=" + "9" * 40 + "-")]),
+            (f"/{VIDEO_ID}/{name}", [("Range", "bytes=5-1")]),
+            (f"/{VIDEO_ID}/{name}", [("Range", "items=0-5")]),
+            (f"/{VIDEO_ID}/{name}", [("Range", "bytes=0-1,5-9")]),
+            (f"/{VIDEO_ID}/..%2F..%2Fetc%2Fpasswd", []),
+            ("/..%2F/manifest.mpd", []),
+            (f"/{'x' * 300}/manifest.mpd", []),
+            (f"/{VIDEO_ID}/" + "a/" * 50 + "b.m4s", []),
+            ("/%00/manifest.mpd", []),
+        ]:
+            response = await client.request("GET", agent.url + target, headers=headers)
+            assert 200 <= response.status < 600, target
+            assert response.headers.get("x-served-by") == "agent-test"
+            if response.status in (200, 206):
+                assert response.content in video.files[name]
+        # Still serving.
+        response = await client.request("GET", f"{agent.url}/{VIDEO_ID}/{name}")
+        assert response.content == video.files[name]

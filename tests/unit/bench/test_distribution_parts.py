@@ -65,7 +65,7 @@ def test_edges_are_only_needed_by_cdn_and_hybrid() -> None:
 
 
 def test_scenario_uses_the_server_rate_for_edges_unless_told() -> None:
-    assert DistributionOptions().scenario(4).edge_up == 8 * MiB
+    assert DistributionOptions().scenario(4).edge_up == 4 * MiB
     assert DistributionOptions(edge_up=2 * MiB).scenario(4).edge_up == 2 * MiB
 
 

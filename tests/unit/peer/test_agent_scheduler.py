@@ -255,9 +255,7 @@ def test_the_playhead_follows_the_latest_request(movie: Fixture) -> None:
 
 
 def test_a_failed_run_backs_off_then_retries(movie: Fixture) -> None:
-    core = scheduler(
-        movie, edge_backoff_initial=0.25, edge_backoff_max=2.0, prefetch_seconds=0.0
-    )
+    core = scheduler(movie, edge_backoff_initial=0.25, edge_backoff_max=2.0, prefetch_seconds=0.0)
     name = "v-1.m4s"
     core.request(name, pieces(movie, name), now=0.0)
     (run,) = core.plan(0.0, View()).edge_runs

@@ -1,0 +1,23 @@
+"""BitTorrent swarm benchmark: Seedcast vs the P2P bound and vs libtorrent.
+
+Same as ``seedcast bench swarm`` (see ``seedcast.peer.bench``); run it as
+``python benchmarks/swarm.py --leechers 8 --leechers 16 --leechers 32``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from seedcast.config import default_config
+from seedcast.peer.bench import configure, run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks/swarm.py", description=__doc__)
+    configure(parser)
+    return run(parser.parse_args(), default_config())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
