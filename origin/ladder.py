@@ -149,10 +149,26 @@ def _even(value: float | Fraction) -> int:
 
 
 def _size_for(short_side: int, display_width: int, display_height: int) -> tuple[int, int]:
+    """Even dimensions with exactly the source's aspect, the short side at most ``short_side``.
+
+    The DASH muxer refuses an adaptation set whose pictures differ in aspect
+    (426x240 next to 640x360 fails), so a rung whose nominal size can't have
+    the exact aspect shrinks to the nearest one that can (240p of a 16:9
+    source is 416x234). Aspects whose exact sizes are too coarse fall back to
+    rounding.
+    """
     aspect = Fraction(display_width, display_height)
-    if aspect >= 1:
-        return _even(short_side * aspect), short_side
-    return short_side, _even(short_side / aspect)
+    long_unit, short_unit = (
+        (aspect.numerator, aspect.denominator) if aspect >= 1 else (aspect.denominator, aspect.numerator)
+    )
+    steps = short_side // (2 * short_unit)
+    if steps >= 1 and 2 * short_unit * steps >= 0.9 * short_side:
+        long_side, short = 2 * long_unit * steps, 2 * short_unit * steps
+    elif aspect >= 1:
+        long_side, short = _even(short_side * aspect), short_side
+    else:
+        long_side, short = _even(short_side / aspect), short_side
+    return (long_side, short) if aspect >= 1 else (short, long_side)
 
 
 def plan_ladder(

@@ -97,6 +97,14 @@ def test_portrait_and_4_3_sources() -> None:
     assert [(p.width, p.height) for p in four_three] == [(480, 360)]
 
 
+def test_rungs_keep_the_exact_aspect_even_when_the_nominal_size_cannot() -> None:
+    # 426x240 is not 16:9 and ffmpeg's DASH muxer refuses it next to 640x360.
+    rungs = plan_ladder(parse_ladder("360p,270p,240p"), 1280, 720)
+    assert [(p.width, p.height) for p in rungs] == [(640, 360), (480, 270), (416, 234)]
+    for rung in rungs:
+        assert Fraction(rung.width, rung.height) == Fraction(16, 9)
+
+
 def test_tiny_source_gets_one_rung_at_its_own_size() -> None:
     (only,) = plan_ladder(DEFAULT, 321, 241)
     assert (only.width, only.height) == (320, 240)
