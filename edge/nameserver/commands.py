@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from seedcast.config import ClusterConfig
-from seedcast.errors import UsageError
+from seedcast.errors import ConfigError, UsageError
 from seedcast.units import parse_host_port
 
 
@@ -66,11 +66,54 @@ def apply_options(args: argparse.Namespace, config: ClusterConfig) -> ClusterCon
     return dataclasses.replace(config, dns=dataclasses.replace(config.dns, **changes))
 
 
+def resolve_advertised_names(config: ClusterConfig) -> ClusterConfig:
+    """Public URLs that name hosts (Kubernetes Services, compose services) -> their addresses.
+
+    DNS answers are addresses, so each edge's and the origin's advertised host
+    is looked up once, with the system resolver, when the server starts.
+    Raises ConfigError naming the key when a name does not resolve.
+    """
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    def resolved(url: str, key: str) -> str:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        try:
+            ipaddress.ip_address(host)
+            return url
+        except ValueError:
+            pass
+        try:
+            found = socket.getaddrinfo(host, parts.port or 80, type=socket.SOCK_STREAM)
+        except OSError as error:
+            raise ConfigError(f"{config.source}: {key}: cannot resolve {host!r}: {error}") from None
+        address = str(found[0][4][0])
+        netloc = f"[{address}]" if ":" in address else address
+        if parts.port:
+            netloc += f":{parts.port}"
+        return parts._replace(netloc=netloc).geturl()
+
+    edges = tuple(
+        dataclasses.replace(edge, public_url=resolved(edge.public_url, f"edges[{index}].public_url"))
+        if edge.public_url
+        else edge
+        for index, edge in enumerate(config.edges)
+    )
+    origin = config.origin
+    if origin.public_url:
+        origin = dataclasses.replace(
+            origin, public_url=resolved(origin.public_url, "origin.public_url")
+        )
+    return dataclasses.replace(config, edges=edges, origin=origin)
+
+
 def run_dns(args: argparse.Namespace, config: ClusterConfig) -> int:
     from seedcast.edge.nameserver.server import NameServer
     from seedcast.roles import run_role
 
-    config = apply_options(args, config)
+    config = resolve_advertised_names(apply_options(args, config))
     server = NameServer(config, args.name)  # parses the zones now: errors before any socket
     return run_role(
         role="dns",

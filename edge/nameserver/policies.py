@@ -29,10 +29,10 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from seedcast.config import ClusterConfig, RegionConfig, SteeredName
 from seedcast.edge.nameserver.health import HealthTracker
-from seedcast.units import parse_host_port
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -245,10 +245,24 @@ class Locator:
 # The stateful part
 
 
+def advertised_host(url: str) -> str:
+    """The address players are sent to: the host of an edge's (or the origin's) URL.
+
+    The URL is ``public_url`` when set (multi-host), else ``http://<listen>``.
+    It must be an IP address by now: ``seedcast dns`` resolves names once at
+    start (see :func:`seedcast.edge.nameserver.commands.resolve_advertised_names`).
+    """
+    host = urlsplit(url).hostname or ""
+    address = ipaddress.ip_address(host)
+    if address.is_unspecified:
+        raise ValueError(f"{url}: 0.0.0.0/:: is where a server listens, not where to send viewers")
+    return str(address)
+
+
 def edges_from_config(config: ClusterConfig) -> list[Edge]:
     edges = []
     for edge in config.edges:
-        host, _ = parse_host_port(edge.listen)
+        host = advertised_host(edge.url)
         edges.append(Edge(edge.name, host, edge.region, ipaddress.ip_address(host).version))
     return edges
 
@@ -287,7 +301,7 @@ class Steering:
 
     @classmethod
     def from_config(cls, config: ClusterConfig, health: HealthTracker) -> Steering:
-        origin_host, _ = parse_host_port(config.origin.listen)
+        origin_host = advertised_host(config.origin.url)
         return cls(
             edges=edges_from_config(config),
             regions=config.regions,

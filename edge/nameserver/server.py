@@ -26,6 +26,7 @@ import struct
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 from seedcast.config import ClusterConfig
@@ -85,7 +86,7 @@ class NameServer:
         self.addresses: list[str] = []
         settings = config.dns
         self.prober = HealthProber(
-            [ProbeTarget(edge.name, edge.listen) for edge in config.edges],
+            [ProbeTarget(edge.name, urlsplit(edge.url).netloc) for edge in config.edges],
             self.health,
             interval=settings.health_interval,
             timeout=settings.health_timeout,
