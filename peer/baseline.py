@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-
 from seedcast.errors import NotReadyError
 
 __all__ = ["LibtorrentPeer", "libtorrent_module"]
@@ -60,7 +59,7 @@ class LibtorrentPeer:
             "enable_incoming_utp": utp,
             "alert_mask": lt.alert.category_t.status_notification
             | lt.alert.category_t.error_notification,
-            "stop_tracker_timeout": 2,
+            "stop_tracker_timeout": 1,
         }
         if not encryption:
             settings["out_enc_policy"] = int(disabled)

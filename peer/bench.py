@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-
 from seedcast.config import ClusterConfig
 from seedcast.errors import UsageError
 from seedcast.units import MiB, format_size, parse_rate, parse_size
@@ -351,7 +350,8 @@ async def _seedcast_swarm(
                 stdout=subprocess.PIPE,
             )
             processes.append(process)
-            assert process.stdin is not None and process.stdout is not None
+            assert process.stdin is not None
+            assert process.stdout is not None
             try:
                 await process.stdin.send_all(payload + b"\n")
                 buffer = b""
@@ -414,7 +414,7 @@ async def _worker(job: dict[str, Any]) -> None:
     from seedcast.peer.storage import Storage
     from seedcast.peer.swarm import Swarm, SwarmSettings
 
-    metainfo = Metainfo.parse(Path(job["torrent"]).read_bytes())
+    metainfo = Metainfo.parse(await trio.Path(job["torrent"]).read_bytes())
     swarms = []
     for peer in job["peers"]:
         storage = Storage(metainfo, Path(peer["dir"]))
@@ -595,14 +595,17 @@ async def _direct_pair(
             stdout=subprocess.PIPE,
         )
         try:
-            assert seed.stdin and seed.stdout and leech.stdin and leech.stdout
+            assert seed.stdin is not None
+            assert seed.stdout is not None
+            assert leech.stdin is not None
+            assert leech.stdout is not None
             await seed.stdin.send_all(json.dumps(seed_job).encode() + b"\n")
             port_line = await _read_line(seed.stdout)
             leech_job = dict(leech_job, seed_port=json.loads(port_line)["port"])
             await leech.stdin.send_all(json.dumps(leech_job).encode() + b"\n")
             with trio.fail_after(300):
                 done = json.loads(await _read_line(leech.stdout))
-            return float(done["time"] - start_at)
+            return float(done["time"] - done["started"])
         finally:
             with trio.CancelScope(shield=True):
                 for process in (seed, leech):
@@ -634,7 +637,7 @@ async def _pair_worker(role: str) -> None:
     from seedcast.peer.swarm import Swarm, SwarmSettings
 
     job = json.loads(sys.stdin.readline())
-    metainfo = Metainfo.parse(Path(job["torrent"]).read_bytes())
+    metainfo = Metainfo.parse(await trio.Path(job["torrent"]).read_bytes())
     (peer,) = job["peers"]
     storage = Storage(metainfo, Path(peer["dir"]))
     host = f"{_ADDRESS_PREFIX}{peer['index']}"
@@ -643,7 +646,7 @@ async def _pair_worker(role: str) -> None:
         storage,
         settings=SwarmSettings(local_address=host),
         listen=(host, 0),
-        rng=random.Random(1),
+        rng=random.Random(peer["index"]),
         have=storage.check() if peer["seed"] else [],
     )
     async with trio.open_nursery() as nursery:
@@ -654,9 +657,10 @@ async def _pair_worker(role: str) -> None:
             sys.stdout.write(json.dumps({"port": swarm.listen_address[1]}) + "\n")
             sys.stdout.flush()
         else:
+            started = time.time()
             swarm.add_peer(job["connect"][0], job["seed_port"])
             await swarm.wait_complete()
-            sys.stdout.write(json.dumps({"time": time.time()}) + "\n")
+            sys.stdout.write(json.dumps({"started": started, "time": time.time()}) + "\n")
             sys.stdout.flush()
         stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
         while await stdin.receive_some(1024):
@@ -680,8 +684,7 @@ async def _libtorrent_throughput(workdir: Path, source: Path) -> float:
     start = time.monotonic()
     leecher.connect(f"{_ADDRESS_PREFIX}101", seed.port)
     with trio.fail_after(300):
-        while not leecher.is_seeding():
-            await trio.sleep(0.01)  # polling libtorrent's status: it has no trio API
+        await leecher.wait_seeding()
     elapsed = time.monotonic() - start
     await leecher.aclose()
     await seed.aclose()

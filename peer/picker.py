@@ -359,12 +359,13 @@ class PiecePicker:
 
         if not self.restrict_to_priority and peer not in self._exhausted:
             while len(picked) < count:
-                index = self._new_piece_for(peer, now)
-                if index is None:
+                new_index = self._new_piece_for(peer, now)
+                if new_index is None:
                     # Nothing new from this peer until it announces more pieces.
                     self._exhausted.add(peer)
                     break
-                self._take_from(peer, self._partial(index), count, now, picked, duplicates=False)
+                partial = self._partial(new_index)
+                self._take_from(peer, partial, count, now, picked, duplicates=False)
 
         if len(picked) < count and self.in_end_game:
             self._take_end_game(peer, pieces, count, now, picked)
@@ -592,7 +593,7 @@ class PiecePicker:
 
     def stalled(self, now: float, timeout: float) -> list[tuple[PeerKey, BlockRef]]:
         """Requests outstanding for longer than ``timeout`` seconds."""
-        result = []
+        result: list[tuple[PeerKey, BlockRef]] = []
         for partial in self._partials.values():
             for block_number, current in enumerate(partial.state):
                 if current == _REQUESTED and now - partial.requested_at[block_number] > timeout:

@@ -44,11 +44,10 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from hashlib import sha1
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from seedcast.errors import (
-    NotReadyError,
     ProtocolError,
     RemoteProtocolError,
     SeedcastError,
@@ -89,6 +88,9 @@ from seedcast.peer.rates import RateMeter
 from seedcast.peer.storage import Storage
 from seedcast.peer.wire import PeerWire, TorrentShape
 from seedcast.ratelimit import TokenBucket, consume_all
+
+if TYPE_CHECKING:
+    from seedcast.http11 import HttpClient
 
 __all__ = ["PieceCompleted", "Swarm", "SwarmSettings", "SwarmStatistics", "new_peer_id"]
 
@@ -312,8 +314,15 @@ class Swarm:
         rng: random.Random | None = None,
         name: str = "peer",
         have: Iterable[int] | None = None,
+        upload_bucket: TokenBucket | None = None,
+        download_bucket: TokenBucket | None = None,
     ) -> None:
-        """``have``: pieces known good on disk (skips the resume check); None = check."""
+        """``have``: pieces known good on disk (skips the resume check); None = check.
+
+        ``upload_bucket``/``download_bucket``: caps shared with other swarms of
+        the process (a viewer agent with several videos); by default each swarm
+        has its own from ``settings.upload_rate``/``download_rate``.
+        """
         self.metainfo = metainfo
         self.storage = storage
         self.settings = settings or SwarmSettings()
@@ -339,10 +348,10 @@ class Swarm:
             optimistic_interval=self.settings.optimistic_interval,
             seed_policy=self.settings.seed_policy,
         )
-        self.upload_bucket = (
+        self.upload_bucket = upload_bucket or (
             TokenBucket(self.settings.upload_rate) if self.settings.upload_rate else None
         )
-        self.download_bucket = (
+        self.download_bucket = download_bucket or (
             TokenBucket(self.settings.download_rate) if self.settings.download_rate else None
         )
         self._connections: set[_Connection] = set()
@@ -375,7 +384,7 @@ class Swarm:
         self.protocol_errors: Counter[str] = Counter()
         self.tracker_errors = 0
         self.last_announce: AnnounceResponse | None = None
-        self._http: Any = None
+        self._http: HttpClient | None = None
 
     # -- public API -----------------------------------------------------------
 
@@ -985,8 +994,12 @@ class Swarm:
             )
         self._announce_wakeup.set()
         for conn in list(self._connections):
-            if conn.wire.established and self.picker.peer_is_seed(conn):
+            if not conn.wire.established or conn.closing:
+                continue
+            if self.picker.peer_is_seed(conn):
                 self._close(conn)
+            else:
+                self._update_interest(conn, now, fill=False)  # not interested any more
 
     # -- periodic work -----------------------------------------------------------------
 
@@ -1143,7 +1156,9 @@ class Swarm:
             return await self._fetch(url, self.settings.local_address)
         if self._http is None:
             timeout = self.settings.announce_timeout
-            self._http = _http_client_class()(
+            from seedcast.http11 import HttpClient
+
+            self._http = HttpClient(
                 connect_timeout=timeout,
                 read_timeout=timeout,
                 max_connections_per_host=2,
@@ -1186,16 +1201,3 @@ class Swarm:
                 if self._http is not None:
                     await self._http.aclose()
                     self._http = None
-
-
-def _http_client_class() -> Any:
-    try:
-        from seedcast.http11 import HttpClient  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from seedcast.http11._client import HttpClient
-        except ImportError:  # the shared HTTP client is not built yet
-            raise NotReadyError(
-                "no HTTP client (seedcast.http11.HttpClient) for announces"
-            ) from None
-    return HttpClient

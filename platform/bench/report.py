@@ -10,6 +10,10 @@ implements), ``unfinished`` (clients that did not finish in time),
 ``system_busy`` (the whole machine's busy fraction during the run),
 ``loadavg_after`` and ``bytes`` (bytes by source). The report is rewritten
 after every finished run, so Ctrl-C keeps everything that finished.
+
+Records with ``kind == "streaming"`` (``seedcast bench streaming``: QoE and
+bytes by source per strategy) get their own CSV columns, table and plots
+from :mod:`seedcast.bench._streaming_report`, in the same files.
 """
 
 from __future__ import annotations
@@ -60,6 +64,15 @@ def write_results(
     if errors:
         document["errors"] = list(errors)
     _atomic_write(out / "results.json", json.dumps(document, indent=2, default=str))
+    streaming = [record for record in records if record.get("kind") == "streaming"]
+    if streaming:  # seedcast bench streaming: its own table and plots, same files
+        from seedcast.bench._streaming_report import write_streaming
+
+        records = [record for record in records if record.get("kind") != "streaming"]
+        prefix = "streaming-" if records else ""
+        write_streaming(out, config, streaming, title=title, errors=errors, prefix=prefix)
+        if not records:
+            return
     with (out / "results.csv.tmp").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -225,6 +238,9 @@ def _plot(out: Path, records: Sequence[Mapping[str, Any]]) -> list[str]:
                 )
         axes.axhline(1.0, color="black", linewidth=0.8)
         axes.set_xscale("log", base=2)
+        ticks = sorted({clients for _, _, clients in summary})
+        axes.set_xticks(ticks, [str(tick) for tick in ticks])
+        axes.minorticks_off()
         axes.set_xlabel("clients N")
         axes.set_ylabel("measured / bound (solid)")
         cpu_axes.set_ylabel("CPU used by the run's processes, % of all cores (dashed)")
@@ -239,8 +255,8 @@ def _plot(out: Path, records: Sequence[Mapping[str, Any]]) -> list[str]:
     return files
 
 
-def verdict(strategy: str, ratios: Sequence[float]) -> str:
-    """One sentence on how far a strategy is from its bound."""
+def verdict(strategy: str, ratios: Sequence[float], clients: Sequence[int] = ()) -> str:
+    """One sentence on how far a strategy is from its bound (``clients``: the N of each ratio)."""
     if not ratios:
         return f"{strategy}: no finished runs."
     worst, best = max(ratios), min(ratios)
@@ -249,13 +265,16 @@ def verdict(strategy: str, ratios: Sequence[float]) -> str:
         if math.isclose(worst, best, rel_tol=0.005)
         else f"{best:.2f}x to {worst:.2f}x"
     )
+    where = ""
+    if len(clients) == len(ratios) and not math.isclose(worst, best, rel_tol=0.005):
+        where = f" (worst at N={clients[list(ratios).index(worst)]})"
     if worst <= 1.1:
         judgement = "within 10% of the theoretical optimum"
     elif worst <= 1.3:
         judgement = "close to the bound"
     else:
         judgement = "well above the bound; see the CDF for stragglers"
-    return f"{strategy} took {spread} its lower bound: {judgement}."
+    return f"{strategy} took {spread} its lower bound{where}: {judgement}."
 
 
 def reference_sentence(
@@ -272,7 +291,9 @@ def reference_sentence(
         for (name, origin, clients), values in summary.items()
         if name == strategy and origin == DEFAULT_SOURCE
     }
-    sentence = verdict(_name(strategy, source), [values["ratio"] for values in theirs.values()])
+    sentence = verdict(
+        _name(strategy, source), [values["ratio"] for values in theirs.values()], list(theirs)
+    )
     common = sorted(set(theirs) & set(ours))
     if common:
         comparison = ", ".join(
@@ -304,6 +325,22 @@ def scale_sentence(records: Sequence[Mapping[str, Any]]) -> str | None:
     return " ".join(parts)
 
 
+def caveats(config: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Where a bound is known not to be reachable by design, and why."""
+    notes = []
+    edges = int(config.get("edges") or 0)
+    few = sorted(
+        {int(r["clients"]) for r in records if r["strategy"] == "cdn"} & set(range(1, edges))
+    )
+    if few:
+        notes.append(
+            f"cdn with N < E ({', '.join(f'N={n}' for n in few)}, E={edges}): each client is "
+            "served by one edge (as DNS maps a viewer to one edge), so only N edges can work "
+            "and the combined-upload bound is out of reach by a factor of about E/N."
+        )
+    return notes
+
+
 def _cell(value: Any, pattern: str = "{:.2f}") -> str:
     if value is None:
         return "-"
@@ -326,16 +363,18 @@ def _html(
         f"<td>{_cell(values['system_busy'], '{:.0%}')}</td><td>{_cell(values['loadavg'], '{:.1f}')}</td></tr>"
         for (strategy, source, clients), values in summary.items()
     )
-    by_series: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for (strategy, source, _), values in summary.items():
-        by_series[(strategy, source)].append(values["ratio"])
+    by_series: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+    for (strategy, source, clients), values in summary.items():
+        by_series[(strategy, source)].append((clients, values["ratio"]))
     sentences = []
-    for (strategy, source), ratios in by_series.items():
+    for (strategy, source), points in by_series.items():
         if source == DEFAULT_SOURCE:
-            sentences.append(verdict(strategy, ratios))
+            ratios = [ratio for _, ratio in points]
+            sentences.append(verdict(strategy, ratios, [clients for clients, _ in points]))
         else:
             sentences.append(reference_sentence(strategy, source, summary))
     scale = scale_sentence(records)
+    sentences += caveats(config, records)
     items = "".join(f"<li>{html.escape(sentence)}</li>" for sentence in sentences)
     bytes_rows = "".join(
         f"<tr><td>{html.escape(_name(r['strategy'], _source(r)))}</td><td>{r['clients']}</td>"

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import trio
-
 from seedcast.config import ClusterConfig
 from seedcast.peer.metainfo import Metainfo, create_torrent
 from seedcast.peer.storage import Storage
@@ -24,7 +23,7 @@ from seedcast.peer.swarm import Swarm, SwarmSettings
 
 pytest.importorskip("libtorrent", reason="libtorrent (PyPI) is the real client under test")
 
-from seedcast.peer.baseline import LibtorrentPeer  # noqa: E402
+from seedcast.peer.baseline import LibtorrentPeer
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 60
@@ -48,7 +47,11 @@ class Setup:
 
     def make_torrent(self, announce: str) -> None:
         self.torrent = create_torrent(
-            self.seed_dir / "movie", list(FILES), announce=announce, name="movie", piece_length=32 * 1024
+            self.seed_dir / "movie",
+            list(FILES),
+            announce=announce,
+            name="movie",
+            piece_length=32 * 1024,
         )
         self.metainfo = Metainfo.parse(self.torrent)
 
@@ -74,7 +77,9 @@ class Setup:
 
 
 @asynccontextmanager
-async def tracker_and_setup(tmp: Path, config: ClusterConfig) -> AsyncIterator[tuple[Setup, trio.Nursery]]:
+async def tracker_and_setup(
+    tmp: Path, config: ClusterConfig
+) -> AsyncIterator[tuple[Setup, trio.Nursery]]:
     from seedcast.tracker.server import TrackerService
 
     tracker = TrackerService(config, "tracker")

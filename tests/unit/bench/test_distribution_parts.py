@@ -191,3 +191,12 @@ def test_records_without_cpu_figures_still_make_a_report(tmp_path: Path) -> None
     assert not (tmp_path / "scale.png").exists()
     assert "cdn took 1.00x its lower bound" in (tmp_path / "report.html").read_text()
     assert scale_sentence([_record("cdn", 2, 1.0, 1.0)]) is None
+
+
+def test_cdn_with_fewer_clients_than_edges_is_explained(tmp_path: Path) -> None:
+    records = [_record("cdn", 1, 4.0, 2.0), _record("cdn", 4, 8.0, 8.0)]
+    write_results(tmp_path, {"edges": 2}, records, title="t")
+    html = (tmp_path / "report.html").read_text()
+    assert "cdn with N &lt; E (N=1, E=2)" in html
+    write_results(tmp_path, {"edges": 2}, records[1:], title="t")
+    assert "N &lt; E" not in (tmp_path / "report.html").read_text()

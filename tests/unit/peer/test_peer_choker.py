@@ -83,3 +83,20 @@ def test_is_snubbed() -> None:
     assert not is_snubbed(100.0, 50.0, None)
     assert is_snubbed(100.0, 30.0, None)
     assert not is_snubbed(100.0, 0.0, 80.0)
+
+
+def test_idle_unchoked_peer_gives_its_slot_away() -> None:
+    choker = Choker(rng=random.Random(1), regular_slots=1, optimistic_slots=0)
+    swarm = peers({"busy": 5.0, "waiting": 1.0})
+    assert choker.decide(0.0, swarm, seeding=False).unchoked == {"busy"}
+    swarm[0] = ChokerPeer("busy", True, 5.0, 0.0, -1000.0, idle=True)
+    assert choker.decide(1.0, swarm, seeding=False).unchoked == {"waiting"}
+
+
+def test_round_robin_seeding_serves_the_least_served() -> None:
+    choker = Choker(rng=random.Random(1), optimistic_slots=0, seed_policy="round-robin")
+    swarm = [
+        ChokerPeer(f"p{i}", True, 0.0, upload_rate=100.0 * i, connected_at=0.0, uploaded=1000 * i)
+        for i in range(8)
+    ]
+    assert choker.decide(0.0, swarm, seeding=True).unchoked == {"p0", "p1", "p2", "p3"}

@@ -231,3 +231,45 @@ def test_random_swarm_always_completes(
                 picker.cancel_request(peer, block)
             blocks.clear()
     assert picker.complete
+
+
+def test_rarest_first_among_many_candidates() -> None:
+    picker = make(300, random_first_pieces=0)
+    for peer in ("a", "b", "c"):
+        picker.add_peer(peer)
+        picker.peer_has_all(peer)
+    picker.remove_peer("c")
+    picker.add_peer("c")
+    picker.peer_has_pieces("c", [index for index in range(300) if index != 123])
+    # 299 candidates, one of them (123) held by two peers only
+    assert picker.pick_blocks("a", 1, now=0.0)[0].index == 123
+
+
+def test_a_peer_with_nothing_new_is_asked_again_after_a_have() -> None:
+    picker = make(4, random_first_pieces=0)
+    picker.add_peer("a")
+    picker.add_peer("b")
+    picker.peer_has("a", 0)
+    picker.peer_has("b", 0)
+    assert len(picker.pick_blocks("a", 4, now=0.0)) == 4
+    assert picker.pick_blocks("b", 4, now=0.0) == []  # all of piece 0 is on its way
+    picker.peer_has("b", 1)
+    assert {block.index for block in picker.pick_blocks("b", 4, now=0.0)} == {1}
+
+
+def test_failed_piece_is_fetched_again_from_one_peer() -> None:
+    picker = make(1, random_first_pieces=0)
+    for peer in "ab":
+        picker.add_peer(peer)
+        picker.peer_has_all(peer)
+    blocks = picker.pick_blocks("a", 2, now=0.0) + picker.pick_blocks("b", 2, now=0.0)
+    for peer, block in zip("aabb", blocks, strict=True):
+        picker.block_received(peer, block)
+    assert picker.piece_failed(0) == {"a", "b"}
+    first = picker.pick_blocks("b", 1, now=1.0)
+    assert picker.pick_blocks("a", 4, now=1.0) == []  # on parole: b owns the retry
+    assert len(picker.pick_blocks("b", 4, now=1.0)) == 3
+    # if the owner leaves, the piece is open to everyone again
+    picker.remove_peer("b")
+    assert len(picker.pick_blocks("a", 4, now=2.0)) == 4
+    assert first
