@@ -100,6 +100,9 @@ PEER_ID_PREFIX = b"-SC0100-"
 _RECEIVE_SIZE = 64 * 1024
 _OUTBOX_HIGH_WATER = 128 * 1024
 _CHARGE_BYTES = 16 * 1024
+_DEPTH_SECONDS = 0.25
+_TICK_SPACING = 0.1
+"""Wake-ups of the tick loop closer than this are handled together."""
 _UPLOAD_BATCH = 2
 """Blocks charged to the upload caps and sent together."""
 _STOPPED_ANNOUNCE_SECONDS = 2.0
@@ -224,6 +227,9 @@ class _Connection:
         "nursery",
         "outbox",
         "outgoing",
+        "pending_haves",
+        "request_depth",
+        "request_depth_at",
         "sending",
         "sending_since",
         "stream",
@@ -268,6 +274,9 @@ class _Connection:
         self.writer_wakeup = _Wakeup()
         self.drained = _Wakeup()
         self.upload_queue: deque[BlockRef] = deque()
+        self.pending_haves: list[int] = []
+        self.request_depth = 0
+        self.request_depth_at = -1e9
         self.upload_wakeup = _Wakeup()
         self.closing = False
         self.nursery: trio.Nursery | None = None
@@ -676,20 +685,18 @@ class Swarm:
             conn.drained.set()
 
     async def _flush_loop(self) -> None:
-        """Send batched messages (HAVEs) within ``batch_seconds``."""
+        """Send the HAVEs waiting for peers we choke, every ``batch_seconds``."""
         while True:
             await self._flush_wakeup.wait()
             await trio.sleep(self.settings.batch_seconds)
             pending, self._unflushed = self._unflushed, set()
             for conn in pending:
-                conn.writer_wakeup.set()
+                self._flush_haves(conn)
 
-    def _write_batched(self, conn: _Connection, data: bytes) -> None:
-        if data and not conn.closing:
-            conn.outbox += data
-            if not self._unflushed:
-                self._flush_wakeup.set()
-            self._unflushed.add(conn)
+    def _flush_haves(self, conn: _Connection) -> None:
+        if conn.pending_haves and not conn.closing:
+            conn.write(conn.wire.send_haves(conn.pending_haves))
+        conn.pending_haves.clear()
 
     def _watchdog(self, conn: _Connection, now: float) -> None:
         """Close connections that stay silent, never finish the handshake or stall a write."""
@@ -864,10 +871,15 @@ class Swarm:
         wire = conn.wire
         if wire.peer_choking or not wire.am_interested or conn.closing:
             return
-        settings = self.settings
-        depth = int(conn.down_meter.rate(now) * settings.request_seconds / BLOCK_SIZE)
-        depth = max(settings.min_request_queue, min(settings.max_request_queue, depth))
-        wanted = depth - len(wire.our_requests)
+        if now - conn.request_depth_at > _DEPTH_SECONDS:
+            # Requests to keep outstanding: what the peer sends in request_seconds.
+            settings = self.settings
+            depth = int(conn.down_meter.rate(now) * settings.request_seconds / BLOCK_SIZE)
+            conn.request_depth = max(
+                settings.min_request_queue, min(settings.max_request_queue, depth)
+            )
+            conn.request_depth_at = now
+        wanted = conn.request_depth - len(wire.our_requests)
         if wanted <= 0:
             return
         blocks = self.picker.pick_blocks(conn, wanted, now)
@@ -958,11 +970,13 @@ class Swarm:
                 if conn.closing or not conn.wire.established:
                     continue
                 if not self.picker.peer_has_piece(conn, index):
-                    have = conn.wire.send(Have(index))
-                    if conn.wire.am_choking:
-                        self._write_batched(conn, have)  # it can't ask for it yet
-                    else:
-                        conn.write(have)
+                    conn.pending_haves.append(index)
+                    if not conn.wire.am_choking:
+                        self._flush_haves(conn)  # it may ask for it right away
+                    elif conn not in self._unflushed:
+                        if not self._unflushed:
+                            self._flush_wakeup.set()
+                        self._unflushed.add(conn)
                 elif conn.wire.am_interested:
                     # It may have had nothing else we want.
                     self._update_interest(conn, now, fill=False)
@@ -1014,6 +1028,7 @@ class Swarm:
                 last_housekeeping = now
                 self._housekeeping(now)
             self._connect_more(now)
+            await trio.sleep(_TICK_SPACING)
 
     def _run_choker(self, now: float) -> None:
         established = [

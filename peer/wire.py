@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from seedcast.errors import LocalProtocolError, RemoteProtocolError
@@ -70,6 +70,7 @@ _THREE_U32 = struct.Struct(">III")
 _PIECE_HEADER = struct.Struct(">IBII")
 _KEEP_ALIVE = b"\x00\x00\x00\x00"
 _HAVE_HEADER = _HEADER.pack(5, MessageId.HAVE)
+_HAVE_ID = int(MessageId.HAVE)
 _COMPACT_AT = 256 * 1024
 
 MAX_REMOTE_REQUESTS = 2048
@@ -85,15 +86,15 @@ class TorrentShape:
     piece_length: int
     total_length: int
 
+    num_pieces: int = field(init=False)
+
     def __post_init__(self) -> None:
         if len(self.info_hash) != 20:
             raise ValueError("info_hash must be 20 bytes")
         if self.piece_length <= 0 or self.total_length <= 0:
             raise ValueError("piece_length and total_length must be positive")
-
-    @property
-    def num_pieces(self) -> int:
-        return (self.total_length + self.piece_length - 1) // self.piece_length
+        pieces = (self.total_length + self.piece_length - 1) // self.piece_length
+        object.__setattr__(self, "num_pieces", pieces)
 
     def piece_size(self, index: int) -> int:
         if not 0 <= index < self.num_pieces:
@@ -325,6 +326,14 @@ class PeerWire:
             if length == 0:
                 events.append(KeepAlive())
                 continue
+            if length == 5 and buffer[start] == _HAVE_ID:
+                # HAVE, by far the most frequent message: the rules, inline.
+                (index,) = _U32.unpack_from(buffer, start + 1)
+                if index >= self.torrent.num_pieces:  # type: ignore[union-attr]
+                    raise _fail(f"HAVE for piece {index} out of range", "range")
+                self.receive_phase = WirePhase.OPEN
+                events.append(Have(index))
+                continue
             event = self._receive_message(MessageId(buffer[start]), start + 1, length - 1)
             if event is not None:
                 events.append(event)
@@ -553,6 +562,18 @@ class PeerWire:
         if isinstance(event, UnknownMessage):
             return _HEADER.pack(1 + len(event.payload), event.message_id) + event.payload
         raise LocalProtocolError(f"cannot send {type(event).__name__}")
+
+    def send_haves(self, indices: Sequence[int]) -> bytes:
+        """Several HAVE messages at once (what ``send(Have(i))`` gives, for each)."""
+        if self.send_phase is not WirePhase.OPEN:
+            return b"".join(self.send(Have(index)) for index in indices)
+        limit = self.torrent.num_pieces  # type: ignore[union-attr]
+        arguments: list[int] = []
+        for index in indices:
+            if not 0 <= index < limit:
+                raise LocalProtocolError(f"piece {index} out of range")
+            arguments += (5, MessageId.HAVE, index)
+        return struct.pack(">" + "IBI" * len(indices), *arguments)
 
     def _send_piece(self, piece: Piece) -> bytes:
         block = piece.block

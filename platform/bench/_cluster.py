@@ -10,6 +10,8 @@ seedcast.bench._clients``, sends it its job as one JSON line and hands every
 JSON line it prints to a callback. Leaving the context stops every process it
 started: workers get EOF on stdin, roles SIGTERM, and whatever is still there
 after a grace period SIGKILL; each is waited for, so no PID outlives the run.
+With ``--netns`` every command line is wrapped (``ip netns exec <ns> ...``,
+which execs the program: the PID is still the program's own).
 
 :func:`cpu_seconds` reads a set of PIDs' user+system time from ``/proc``;
 :class:`SystemCpu` the whole machine's busy fraction between two samples
@@ -78,11 +80,23 @@ class Worker:
             pass
 
 
+Wrap = Callable[[str, list[str]], list[str]]
+"""``wrap(name, argv)``: the command line that runs ``argv`` as process ``name`` (e.g. inside
+its network namespace: ``ip netns exec <ns> argv...``)."""
+
+
+def _as_is(name: str, argv: list[str]) -> list[str]:
+    return argv
+
+
 class RunCluster:
-    def __init__(self, nursery: trio.Nursery, log_dir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, nursery: trio.Nursery, log_dir: Path, env: dict[str, str], wrap: Wrap = _as_is
+    ) -> None:
         self._nursery = nursery
         self.log_dir = log_dir
         self._env = env
+        self._wrap = wrap
         self._children: list[_Child] = []
         self._stopping = False
         self.role_failed = trio.Event()
@@ -98,7 +112,7 @@ class RunCluster:
 
     async def start_role(self, name: str, argv: Sequence[str]) -> list[str]:
         """Start ``seedcast <argv>``; returns the addresses of its ``ready`` log line."""
-        command = [sys.executable, "-m", "seedcast", *argv]
+        command = self._wrap(name, [sys.executable, "-m", "seedcast", *argv])
         log_file = (self.log_dir / f"{name}.log").open("wb")
         process = await trio.lowlevel.open_process(
             command,
@@ -152,7 +166,7 @@ class RunCluster:
         """Start a client worker with ``job``; every line it prints goes to ``on_message``."""
         log_file = (self.log_dir / f"{name}.log").open("wb")
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "seedcast.bench._clients"],
+            self._wrap(name, [sys.executable, "-m", "seedcast.bench._clients"]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log_file,
@@ -238,14 +252,15 @@ def _signal(process: trio.Process, number: int) -> None:
 
 
 @asynccontextmanager
-async def open_run_cluster(log_dir: Path) -> AsyncIterator[RunCluster]:
-    """A :class:`RunCluster` whose processes are all stopped (and reaped) on exit."""
+async def open_run_cluster(log_dir: Path, wrap: Wrap = _as_is) -> AsyncIterator[RunCluster]:
+    """A :class:`RunCluster` whose processes are all stopped (and reaped) on exit;
+    ``wrap`` changes each process's command line (see :data:`Wrap`)."""
     os.makedirs(log_dir, exist_ok=True)
     env = {**os.environ}
     env.pop("SEEDCAST_CONTROL", None)
     env["PYTHONUNBUFFERED"] = "1"
     async with trio.open_nursery() as nursery:
-        cluster = RunCluster(nursery, log_dir, env)
+        cluster = RunCluster(nursery, log_dir, env, wrap)
         try:
             yield cluster
         finally:

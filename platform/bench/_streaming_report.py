@@ -181,6 +181,11 @@ def _plot(out: Path, records: Sequence[Mapping[str, Any]], prefix: str) -> list[
     share_axes.set_ylim(-0.02, 1.02)
     share_axes.set_title("Per viewer, by arrival time (dashed: the 80% goal)")
     share_axes.grid(alpha=0.3)
+    longest = max(
+        (float(row.get("stall_s") or 0) for r in records for row in r.get("per_viewer") or []),
+        default=0.0,
+    )
+    stall_axes.set_ylim(0, max(1.0, longest * 1.1))
     stall_axes.set_xlabel("arrival (s after the first viewer)")
     stall_axes.set_ylabel("stall time (s)")
     stall_axes.grid(alpha=0.3)
@@ -219,6 +224,10 @@ def _html(
             sentences.append(
                 f"{_label(record)}: {record['failed']} viewer(s) did not finish ({reasons})."
             )
+        if record.get("timed_out"):
+            sentences.append(f"{_label(record)}: stopped at its time bound ({record['wall_s']} s).")
+        for error in record.get("run_errors") or []:
+            sentences.append(f"{_label(record)}: {error}.")
         busy = record.get("system_busy")
         if busy is not None and busy >= 0.9:
             sentences.append(

@@ -425,19 +425,14 @@ async def run_strategy(
                 raise SeedcastError("; ".join(state.errors))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    results = [state.results[viewer.index] for viewer in viewers if viewer.index in state.results]
-    missing = [viewer for viewer in viewers if viewer.index not in state.results]
-    for viewer in missing:
-        results.append(
-            {
-                "event": "failed",
-                "viewer": viewer.index,
-                "region": viewer.region,
-                "arrival_s": viewer.arrival,
-                "reason": "never reported",
-                "report": None,
-            }
+    never = {"event": "failed", "reason": "never reported", "report": None}
+    results = [
+        state.results.get(
+            viewer.index,
+            {**never, "viewer": viewer.index, "region": viewer.region, "arrival_s": viewer.arrival},
         )
+        for viewer in viewers
+    ]
     edge_egress = _delta(before, after, "edges")
     record = summarise_viewers(
         strategy,

@@ -25,6 +25,21 @@ alike), all enforced by token buckets in the processes themselves. The
 clients are virtual (``python -m seedcast.bench._clients``, several per
 process), each with its own sockets and its own loopback address.
 
+With ``--netns`` (root, Linux) every node of a run (origin, tracker, seed,
+edges, each client, and a ``bench`` node from which the benchmark warms
+the edges) gets its own network namespace and address in 10.77.0.0/16
+(10.77.10.1 for 127.0.10.1, and so on), joined by veth pairs to a bridge
+(:func:`seedcast.launcher.netns.open_network`, built before the run's
+processes start and removed after they stop, also on failure or Ctrl-C).
+Each client then has a worker process of its own, so its link carries only
+its sockets. ``--shaping`` picks who enforces the caps: ``tc`` (the
+default with --netns: tbf on each node's link, the processes get 0 =
+uncapped buckets), ``buckets`` (the processes, as without --netns) or
+``both``. Every record and the config say which (``"shaping"``), and so
+does report.html. On a small scenario (N = 4, F = 4 MiB, 1 MiB/s caps)
+tc and the buckets agreed within 10% for client-server and p2p
+(tests/integration/bench/test_distribution_netns.py).
+
 Results go to ``--out``: results.json / results.csv (one record per run),
 plots and report.html, rewritten after every run, so Ctrl-C keeps what
 finished. Each record also carries the CPU seconds our processes used, the
@@ -54,9 +69,14 @@ import math
 import os
 import platform
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +101,23 @@ TITLE = "File distribution: client-server vs CDN vs P2P vs hybrid"
 LIBTORRENT = "libtorrent"
 SEEDCAST = "seedcast"
 MAX_CLIENTS = 250
+TC = "tc"
+BUCKETS = "buckets"
+BOTH = "both"
+SHAPINGS = (TC, BUCKETS, BOTH)
+LOOPBACK_BASE = "127.0"
+NETNS_BASE = "10.77"
+NETNS_SUBNET = f"{NETNS_BASE}.0.0/16"
+BENCH_NODE = "bench"
+UNSENT_SYSCTL = "net.ipv4.tcp_notsent_lowat"
+UNSENT_LOWAT = 16 * 1024
+"""Unsent bytes a socket may queue in the kernel with --netns (see :func:`_limit_unsent`)."""
+"""The namespace from which the benchmark itself warms edges and reads metrics (--netns)."""
+SHAPING_TEXT = {
+    BUCKETS: "token buckets in the processes",
+    TC: "tc (tbf) on each node's own link in its network namespace",
+    BOTH: "both token buckets and tc (tbf) on each node's link",
+}
 WARM_TIMEOUT = 120.0
 STATISTICS_TIMEOUT = 10.0
 
@@ -111,10 +148,23 @@ class DistributionOptions:
     """Client worker processes per run; 0 = one per 8 clients (2 to 8)."""
     run_timeout: float = 0.0
     """Longest a run may take; 0 = 2 x its bound + 60 s."""
+    netns: bool = False
+    """Every node of a run in its own network namespace (root, Linux)."""
+    shaping: str = BUCKETS
+    """Who enforces the caps: ``buckets`` (in the processes), ``tc`` (tbf on each node's
+    link; needs ``netns``) or ``both``."""
 
     @property
     def edge_rate(self) -> float:
         return self.edge_up or self.server_up
+
+    @property
+    def bucket_caps(self) -> bool:
+        return self.shaping in (BUCKETS, BOTH)
+
+    @property
+    def tc_caps(self) -> bool:
+        return self.shaping in (TC, BOTH)
 
     def scenario(self, clients: int) -> Scenario:
         return Scenario(
@@ -242,6 +292,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workdir", metavar="DIR", default=None, help="scratch folder (default: a temp dir)"
     )
+    parser.add_argument(
+        "--netns",
+        action="store_true",
+        help="put every node (origin, tracker, seed, edges, each client) in its own network "
+        f"namespace with its own address in {NETNS_SUBNET}, joined by a bridge (root, Linux)",
+    )
+    parser.add_argument(
+        "--shaping",
+        choices=SHAPINGS,
+        default=None,
+        help="who enforces the caps: tc (tbf on each node's link), buckets (token buckets in "
+        "the processes) or both (default: tc with --netns, else buckets; tc and both need "
+        "--netns)",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> DistributionOptions:
@@ -262,6 +326,8 @@ def options_from_args(args: argparse.Namespace) -> DistributionOptions:
             piece_length=parse_size(args.piece_length),
             workers=args.workers,
             run_timeout=parse_duration(args.run_timeout),
+            netns=args.netns,
+            shaping=args.shaping or (TC if args.netns else BUCKETS),
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -288,6 +354,10 @@ def check_options(options: DistributionOptions) -> None:
         raise UsageError("--edges: cdn and hybrid need 1..250 edges")
     if options.repeat < 1:
         raise UsageError("--repeat must be >= 1")
+    if options.shaping not in SHAPINGS:
+        raise UsageError(f"--shaping: {options.shaping!r} is not one of {', '.join(SHAPINGS)}")
+    if options.tc_caps and not options.netns:
+        raise UsageError(f"--shaping {options.shaping}: tc shapes namespace links; add --netns")
     if options.libtorrent and "p2p" in options.strategies and not _libtorrent_available():
         raise UsageError("--libtorrent: libtorrent is not installed (pip install libtorrent)")
 
@@ -377,6 +447,129 @@ def _host(address: str) -> str:
     return address.rsplit(":", 1)[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One node of a run: its name (process and namespace), address and caps (bytes/s)."""
+
+    name: str
+    address: str
+    """The last two octets: ``10.1`` is 127.0.10.1 on loopback, 10.77.10.1 with --netns."""
+    upload: float = 0.0
+    download: float = 0.0
+
+
+def run_nodes(spec: RunSpec, options: DistributionOptions) -> list[Node]:
+    """Every node of ``spec``'s cluster with its caps (0 = uncapped): roles, then clients."""
+    u_s, u_i, d_i = options.server_up, options.peer_up, options.peer_down
+    nodes: list[Node] = []
+    edges = [
+        Node(f"edge-{number}", f"20.{number}", options.edge_rate)
+        for number in range(1, options.edges + 1)
+    ]
+    if spec.strategy in ("client-server", "cdn"):
+        if spec.strategy == "client-server":
+            nodes.append(Node("origin", "10.1", u_s))
+        else:
+            nodes += [Node("origin", "10.1", options.origin_up), *edges]
+        clients = [Node(f"client-{k}", f"41.{k}", 0.0, d_i) for k in range(1, spec.clients + 1)]
+    else:
+        block = 42 if spec.source == LIBTORRENT else 40
+        nodes += [Node("tracker", "30.1"), Node("seed", f"{block}.1", u_s)]
+        if spec.strategy == "hybrid" and spec.source == SEEDCAST:
+            nodes += [Node("origin", "10.1", options.origin_up), *edges]
+        clients = [
+            Node(f"client-{k}", f"{block}.{k + 1}", u_i, d_i) for k in range(1, spec.clients + 1)
+        ]
+    return nodes + clients
+
+
+def netns_links(spec: RunSpec, options: DistributionOptions) -> list[Any]:
+    """The :class:`~seedcast.launcher.netns.NodeLink` of each node (tc caps per --shaping),
+    plus the benchmark's own unshaped node."""
+    from seedcast.launcher.netns import NodeLink
+
+    scale = 1.0 if options.tc_caps else 0.0
+    return [
+        *(
+            NodeLink(node.name, (f"{NETNS_BASE}.{node.address}",), node.upload * scale,
+                     node.download * scale)
+            for node in run_nodes(spec, options)
+        ),
+        NodeLink(BENCH_NODE, (f"{NETNS_BASE}.0.2",)),
+    ]  # fmt: skip
+
+
+@contextmanager
+def _run_network(spec: RunSpec, options: DistributionOptions) -> Iterator[Any]:
+    """The run's namespaces (None without --netns); removed on exit, a 2nd Ctrl-C ignored."""
+    if not options.netns:
+        yield None
+        return
+    from seedcast.launcher.netns import open_network
+
+    with ExitStack() as stack:
+        with _no_interrupts():  # a half-built network is torn down by open_network itself
+            network = stack.enter_context(open_network(netns_links(spec, options)))
+            _limit_unsent(network)
+        try:
+            yield network
+        finally:
+            with _no_interrupts():
+                stack.close()
+
+
+def _limit_unsent(network: Any) -> None:
+    """Set ``net.ipv4.tcp_notsent_lowat`` in every namespace of ``network``.
+
+    Without it a sender's kernel queues up to 4 MiB per socket ahead of a slow
+    (tc-shaped) link: BitTorrent's CANCEL can no longer take back a block that
+    is already queued, and the choker's decisions act seconds late. The token
+    buckets hold those bytes in the process instead; this keeps tc runs
+    comparable (p2p, N = 4, 1 MiB/s: 7.3-8.9 s without it, 6.7-7.5 s with 16 KiB,
+    7.0-7.6 s on buckets). A failure is harmless: the run keeps the kernel's default.
+    """
+    binary = shutil.which("sysctl") or "/usr/sbin/sysctl"
+    for node in network.layout.nodes:
+        argv = network.exec_argv(node.name, [binary, "-qw", f"{UNSENT_SYSCTL}={UNSENT_LOWAT}"])
+        subprocess.run(argv, capture_output=True, timeout=10, check=False)
+
+
+@contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """SIGINT ignored (here and in the ``ip``/``tc`` children) while the network changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+async def _in_node(network: Any, code: str, *arguments: str) -> str:
+    """Run ``python -c code arguments...`` in the bench node; its stdout (SeedcastError if it
+    fails)."""
+    argv = network.exec_argv(BENCH_NODE, [sys.executable, "-c", code, *arguments])
+    completed = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+    if completed.returncode != 0:
+        lines = completed.stderr.decode(errors="replace").strip().splitlines()
+        raise SeedcastError(lines[-1] if lines else f"{code!r} failed")
+    return completed.stdout.decode().strip()
+
+
+_WARM_CODE = (
+    "import sys, trio\n"
+    "from seedcast.bench.distribution import _warm\n"
+    "trio.run(_warm, sys.argv[1], int(sys.argv[2]), None)\n"
+)
+_SCRAPE_CODE = (
+    "import sys, trio\n"
+    "from seedcast.bench.distribution import _scrape\n"
+    "print(trio.run(_scrape, sys.argv[1], sys.argv[2]))\n"
+)
+
+
 async def run_once(
     spec: RunSpec,
     options: DistributionOptions,
@@ -384,8 +577,14 @@ async def run_once(
     workdir: Path,
     log_dir: Path,
     progress: Progress,
+    network: Any = None,
 ) -> dict[str, Any]:
-    """Launch the cluster for ``spec``, run its clients, tear it all down; the run's record."""
+    """Launch the cluster for ``spec``, run its clients, tear it all down; the run's record.
+
+    With ``network`` (a :class:`~seedcast.launcher.netns.Network` built from
+    :func:`netns_links`), every process runs in its node's namespace and
+    every client has a worker process of its own (its own shaped link).
+    """
     from seedcast.bench._cluster import SystemCpu, cpu_seconds, open_run_cluster
     from seedcast.bench._content import torrent_with_announce
 
@@ -397,7 +596,27 @@ async def run_once(
     run_dir.mkdir(parents=True)
     data = str(content.data_dir)
     count = spec.clients
-    workers = _worker_count(options, count)
+    workers = count if network is not None else _worker_count(options, count)
+    nodes = {node.name: node for node in run_nodes(spec, options)}
+    base = NETNS_BASE if network is not None else LOOPBACK_BASE
+
+    def at(node: str) -> str:
+        return f"{base}.{nodes[node].address}"
+
+    def cap(rate: float) -> float:
+        """What the processes' own token buckets enforce (0 = nothing)."""
+        return rate if options.bucket_caps else 0.0
+
+    def parts(clients: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+        if network is not None:  # one worker per client: each in its own namespace
+            return [(f"client-{client['index']}", [client]) for client in clients]
+        return [
+            (f"clients-{number}", part) for number, part in enumerate(_split(clients, workers), 1)
+        ]
+
+    def wrap(name: str, argv: list[str]) -> list[str]:
+        return argv if network is None else list(network.exec_argv(name, argv))
+
     state = _RunState(count, 0)
     record: dict[str, Any] = {
         "strategy": spec.strategy,
@@ -407,77 +626,80 @@ async def run_once(
         "bound_s": limit,
         "min_client_s": options.file_size / options.peer_down,
         "workers": workers,
+        "shaping": options.shaping,
+        "netns": network.layout.prefix if network is not None else None,
     }
     try:
-        async with open_run_cluster(log_dir / spec.slug) as cluster:
+        async with open_run_cluster(log_dir / spec.slug, wrap) as cluster:
             jobs: list[tuple[str, dict[str, Any], bool]] = []  # (name, job, counted)
             seed_metrics = ""
             if spec.strategy in ("client-server", "cdn"):
-                origin_up = (
-                    options.server_up if spec.strategy == "client-server" else options.origin_up
-                )
                 (origin,) = (
                     await cluster.start_role(
                         "origin",
                         ["--data", data, "origin", "--name", "bench-origin",
-                         "--listen", "127.0.10.1:0", "--upload", str(origin_up)],
+                         "--listen", f"{at('origin')}:0",
+                         "--upload", str(cap(nodes["origin"].upload))],
                     )
                 )[:1]  # fmt: skip
                 servers = [f"http://{origin}"]
                 if spec.strategy == "cdn":
-                    servers = await _start_edges(cluster, options, f"http://{origin}", content)
+                    servers = await _start_edges(
+                        cluster, options, f"http://{origin}", content, at, cap, network
+                    )
                 clients = [
                     {
                         "index": k,
-                        "address": f"127.0.41.{k}",
+                        "address": at(f"client-{k}"),
                         "url": servers[(k - 1) % len(servers)] + content.url_path,
-                        "download": options.peer_down,
+                        "download": cap(options.peer_down),
                     }
                     for k in range(1, count + 1)
                 ]
-                for number, part in enumerate(_split(clients, workers), 1):
+                for name, part in parts(clients):
                     job = {
                         "mode": "http",
                         "clients": part,
                         "size": content.size,
                         "sha1": content.sha1,
                     }
-                    jobs.append((f"clients-{number}", job, True))
+                    jobs.append((name, job, True))
             else:
                 (tracker,) = (
                     await cluster.start_role(
                         "tracker",
-                        ["tracker", "--name", "bench-tracker", "--listen", "127.0.30.1:0", "--no-udp"],
+                        ["tracker", "--name", "bench-tracker", "--listen", f"{at('tracker')}:0",
+                         "--no-udp"],
                     )
                 )[:1]  # fmt: skip
                 announce = f"http://{tracker}/announce"
                 torrent_path = run_dir / "file.torrent"
                 torrent_path.write_bytes(torrent_with_announce(content.torrent, announce))
+                peers: list[dict[str, Any]] = [
+                    {"index": k, "address": at(f"client-{k}"), "dir": str(run_dir / f"c{k}"),
+                     "upload": cap(options.peer_up), "download": cap(options.peer_down)}
+                    for k in range(1, count + 1)
+                ]  # fmt: skip
                 if spec.source == LIBTORRENT:
                     seed_job = {
                         "mode": "libtorrent",
                         "torrent": str(torrent_path),
                         "clients": [
-                            {"index": 0, "address": "127.0.42.1", "dir": str(content.library_dir),
-                             "upload": options.server_up, "download": 0, "seed": True}
+                            {"index": 0, "address": at("seed"), "dir": str(content.library_dir),
+                             "upload": cap(options.server_up), "download": 0, "seed": True}
                         ],
                     }  # fmt: skip
                     jobs.append(("seed", seed_job, False))
-                    clients = [
-                        {"index": k, "address": f"127.0.42.{k + 1}", "dir": str(run_dir / f"c{k}"),
-                         "upload": options.peer_up, "download": options.peer_down}
-                        for k in range(1, count + 1)
-                    ]  # fmt: skip
-                    for number, part in enumerate(_split(clients, workers), 1):
+                    for name, part in parts(peers):
                         job = {"mode": "libtorrent", "torrent": str(torrent_path), "clients": part}
-                        jobs.append((f"clients-{number}", job, True))
+                        jobs.append((name, job, True))
                 else:
                     seed_addresses = await cluster.start_role(
                         "seed",
                         ["--data", str(content.library_dir), "peer", "--seed", "--name", "bench-seed",
-                         "--torrent", str(torrent_path), "--listen", "127.0.40.1:0",
-                         "--upload", str(options.server_up), "--tracker", announce,
-                         "--metrics", "127.0.40.1:0"],
+                         "--torrent", str(torrent_path), "--listen", f"{at('seed')}:0",
+                         "--upload", str(cap(options.server_up)), "--tracker", announce,
+                         "--metrics", f"{at('seed')}:0"],
                     )  # fmt: skip
                     if len(seed_addresses) > 1:
                         seed_metrics = f"http://{seed_addresses[1]}/metrics"
@@ -487,17 +709,16 @@ async def run_once(
                             await cluster.start_role(
                                 "origin",
                                 ["--data", data, "origin", "--name", "bench-origin",
-                                 "--listen", "127.0.10.1:0", "--upload", str(options.origin_up)],
+                                 "--listen", f"{at('origin')}:0",
+                                 "--upload", str(cap(options.origin_up))],
                             )
                         )[:1]  # fmt: skip
-                        edges = await _start_edges(cluster, options, f"http://{origin}", content)
-                    clients = [
-                        {"index": k, "address": f"127.0.40.{k + 1}", "dir": str(run_dir / f"c{k}"),
-                         "upload": options.peer_up, "download": options.peer_down,
-                         "webseed": edges[(k - 1) % len(edges)] if edges else None}
-                        for k in range(1, count + 1)
-                    ]  # fmt: skip
-                    for number, part in enumerate(_split(clients, workers), 1):
+                        edges = await _start_edges(
+                            cluster, options, f"http://{origin}", content, at, cap, network
+                        )
+                    for peer in peers:
+                        peer["webseed"] = edges[(peer["index"] - 1) % len(edges)] if edges else None
+                    for name, part in parts(peers):
                         job = {
                             "mode": "peer",
                             "torrent": str(torrent_path),
@@ -505,7 +726,7 @@ async def run_once(
                             "seed": options.seed,
                             "clients": part,
                         }
-                        jobs.append((f"clients-{number}", job, True))
+                        jobs.append((name, job, True))
             state.expected_workers = len(jobs)
             state.counted = {name for name, _, counted in jobs if counted}
             started_workers = []
@@ -554,7 +775,9 @@ async def run_once(
             record["loadavg_after"] = os.getloadavg()[0]
             record["pids"] = pids
             if seed_metrics:
-                seed_uploaded = await _scrape(seed_metrics, "seedcast_peer_uploaded_bytes")
+                seed_uploaded = await _scrape_from(
+                    network, seed_metrics, "seedcast_peer_uploaded_bytes"
+                )
                 if seed_uploaded is not None:
                     record["seed_uploaded"] = int(seed_uploaded)
             for worker in started_workers:
@@ -580,6 +803,17 @@ async def run_once(
         # How busy the initial seed was: 1.0 = it sent at u_s from start to the last finish.
         record["seed_utilisation"] = record["seed_uploaded"] / (options.server_up * max(times))
     return record
+
+
+async def _scrape_from(network: Any, url: str, name: str) -> float | None:
+    """:func:`_scrape`, from inside the network when there is one."""
+    if network is None:
+        return await _scrape(url, name)
+    try:
+        text = await _in_node(network, _SCRAPE_CODE, url, name)
+        return None if text == "None" else float(text)
+    except (SeedcastError, ValueError):
+        return None
 
 
 async def _scrape(url: str, name: str) -> float | None:
@@ -631,32 +865,46 @@ def _byte_totals(statistics: Sequence[dict[str, Any]]) -> dict[str, int]:
 
 
 async def _start_edges(
-    cluster: Any, options: DistributionOptions, origin_url: str, content: Any
+    cluster: Any,
+    options: DistributionOptions,
+    origin_url: str,
+    content: Any,
+    at: Callable[[str], str],
+    cap: Callable[[float], float],
+    network: Any = None,
 ) -> list[str]:
     """Start E edges in front of ``origin_url`` and fill them with the file; their URLs."""
     urls = []
     memory = max(256 * MiB, 3 * options.file_size)
     for number in range(1, options.edges + 1):
+        name = f"edge-{number}"
         (address,) = (
             await cluster.start_role(
-                f"edge-{number}",
-                ["edge", "--name", f"bench-edge-{number}", "--origin", origin_url,
-                 "--listen", f"127.0.20.{number}:0", "--upload", str(options.edge_rate),
+                name,
+                ["edge", "--name", f"bench-{name}", "--origin", origin_url,
+                 "--listen", f"{at(name)}:0", "--upload", str(cap(options.edge_rate)),
                  "--cache-memory", str(memory)],
             )
         )[:1]  # fmt: skip
         urls.append(f"http://{address}")
+
+    async def warm(url: str) -> None:
+        if network is None:
+            await _warm(url, content.size)
+        else:  # the edges are only reachable from inside the network
+            await _in_node(network, _WARM_CODE, url, str(content.size))
+
     async with trio.open_nursery() as nursery:
         for url in urls:
-            nursery.start_soon(_warm, url + content.url_path, content.size)
+            nursery.start_soon(warm, url + content.url_path)
     return urls
 
 
-async def _warm(url: str, size: int) -> None:
+async def _warm(url: str, size: int, local_address: str | None = "127.0.0.1") -> None:
     """Have the edge fill its cache: ask for the last byte (the fill reads the whole file)."""
     from seedcast.http11 import HttpClient
 
-    client = HttpClient(connect_timeout=10, read_timeout=WARM_TIMEOUT, local_address="127.0.0.1")
+    client = HttpClient(connect_timeout=10, read_timeout=WARM_TIMEOUT, local_address=local_address)
     try:
         with trio.fail_after(WARM_TIMEOUT):
             response = await client.request("GET", url, headers=[("Range", f"bytes={size - 1}-")])
@@ -707,6 +955,10 @@ def run_benchmark(
     from seedcast.bench.report import write_results
 
     check_options(options)
+    if options.netns:
+        from seedcast.launcher.netns import check_support
+
+        check_support("bench distribution --netns")
     out.mkdir(parents=True, exist_ok=True)
     scratch = workdir or Path(tempfile.mkdtemp(prefix="seedcast-distribution-"))
     scratch.mkdir(parents=True, exist_ok=True)
@@ -720,6 +972,7 @@ def run_benchmark(
             "system": platform.platform(),
             "loadavg_at_start": os.getloadavg()[0],
         },
+        "caps_enforced_by": SHAPING_TEXT.get(options.shaping, options.shaping),
         "theory": {
             "client-server": "max(N*F/u_s, F/d_min)",
             "cdn": "max(N*F/(E*u_e), F/d_min) (edges filled before the clock)",
@@ -764,15 +1017,24 @@ def run_benchmark(
                     )
 
                 try:
-                    record = trio.run(
-                        run_once, spec, options, content, scratch, out / "logs", update
-                    )
+                    with _run_network(spec, options) as network:
+                        if network is not None and console is not None:
+                            console.print(
+                                f"network {network.layout.prefix}-*: {spec.label}, "
+                                f"{len(network.layout.nodes)} namespaces in {NETNS_SUBNET}, "
+                                f"shaping {options.shaping}",
+                                highlight=False,
+                            )
+                        record = trio.run(
+                            run_once, spec, options, content, scratch, out / "logs", update, network
+                        )
                 except SeedcastError as error:
                     record = {
                         "strategy": spec.strategy,
                         "source": spec.source,
                         "clients": spec.clients,
                         "repeat": spec.repeat,
+                        "shaping": options.shaping,
                         "error": str(error),
                     }
                     if console is not None:

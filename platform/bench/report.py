@@ -39,6 +39,7 @@ CSV_COLUMNS = (
     "cpu_share",
     "system_busy",
     "loadavg_after",
+    "shaping",
 )
 DEFAULT_SOURCE = "seedcast"
 BUSY_LIMIT = 0.9
@@ -414,12 +415,19 @@ def _html(
     if "scale.png" in plots:
         scale_text += '<p><img src="scale.png" alt="scale.png"></p>'
     config_text = html.escape(json.dumps(dict(config), indent=2, default=str))
+    shaping = (
+        f"<p>Caps enforced by: {html.escape(str(config['caps_enforced_by']))} "
+        f"(shaping: {html.escape(str(config.get('shaping', '')))}).</p>"
+        if config.get("caps_enforced_by")
+        else ""
+    )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:64em;margin:2em auto}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}</style>
 </head><body>
 <h1>{html.escape(title)}</h1>
+{shaping}
 <ul>{items}</ul>
 <table><tr><th>strategy</th><th>N</th><th>measured (s)</th><th>bound (s)</th><th>ratio</th>
 <th>runs</th><th>unfinished</th><th>CPU ours</th><th>machine busy</th><th>load</th></tr>

@@ -1,7 +1,8 @@
 """``seedcast bench streaming``: V viewers arriving as a Poisson process, cdn vs hybrid.
 
 One sample video is made and published once per benchmark run (``seedcast
-sample`` + ``seedcast publish`` into a scratch data dir). Then, for each
+sample`` + ``seedcast publish`` into a scratch data dir; by default 60 s at
+640x360 with a 600 and a 300 kbit/s rendition and 128 kbit/s audio). Then, for each
 strategy, a real cluster of separate processes starts on its own loopback
 block -- origin, E edges (``[[edges]] upload`` caps their egress), the
 Seedcast DNS with health checks, and for hybrid a tracker -- and V viewers
@@ -17,7 +18,8 @@ and regions):
   from the edge and the rest from the other viewers.
 
 Every viewer's ingress is capped by ``--download`` (one bucket for CDN and
-peer bytes alike) and its swarm's upload by ``--upload``. Viewers run as
+peer bytes alike) and its swarm's upload by ``--upload``; players buffer at
+most ``--max-buffer`` seconds ahead (12 s, dash.js's stable buffer). Viewers run as
 virtual clients, several per worker process (``python -m
 seedcast.bench._streaming_viewers``), each with its own addresses and
 sockets. A viewer leaves when its player is done (``--linger`` keeps its
@@ -326,6 +328,12 @@ def goal_sentences(records: Sequence[dict[str, Any]]) -> list[str]:
                 f"Stall ratio at V={viewers}: hybrid {ours:.2%} vs cdn-only {theirs:.2%} "
                 f"(goal: no worse: {verdict})."
             )
+    if cdn is not None and cdn.get("cdn_egress_bytes"):
+        sentences.append(
+            f"CDN egress at V={viewers}: hybrid {format_size(hybrid['cdn_egress_bytes'])} = "
+            f"{hybrid['cdn_egress_bytes'] / cdn['cdn_egress_bytes']:.3f}x cdn-only's "
+            f"{format_size(cdn['cdn_egress_bytes'])} (the baseline, measured in the same run)."
+        )
     startup = hybrid.get("startup_median_s")
     if startup is not None:
         verdict = "met" if startup < GOAL_STARTUP_S else "NOT met"
@@ -589,7 +597,8 @@ def run_benchmark(
                     )
 
                 try:
-                    record = trio.run(
+                    record = _run_sync(
+                        trio.run,
                         run_strategy,
                         strategy,
                         options,
@@ -623,6 +632,33 @@ def run_benchmark(
     return records, interrupted
 
 
+def _run_sync(runner: Callable[..., Any], *args: Any) -> Any:
+    """``runner(*args)`` (``trio.run``) with errors out of their nurseries' groups.
+
+    A Ctrl-C anywhere becomes one KeyboardInterrupt; a group of SeedcastErrors
+    becomes its first one, so callers can catch them by type.
+    """
+    try:
+        return runner(*args)
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+            raise KeyboardInterrupt from None
+        if leaves and all(isinstance(leaf, SeedcastError) for leaf in leaves):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            leaves.extend(_leaves(error))
+        else:
+            leaves.append(error)
+    return leaves
+
+
 def _write(
     write_results: Any, out: Path, config: dict[str, Any], records: list[dict[str, Any]]
 ) -> None:
@@ -649,40 +685,48 @@ def line(record: dict[str, Any]) -> str:
 
 
 def print_table(console: Any, records: Sequence[dict[str, Any]]) -> None:
+    from rich import box
     from rich.table import Table
 
     finished = [record for record in records if "error" not in record]
     if not finished:
         return
-    table = Table(title=TITLE)
+    table = Table(
+        title=TITLE,
+        caption="startup / p95: manifest to first frame, median / 95th percentile (s); "
+        "join: arrival to first frame, median (s); stalls: stall time / play time",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+        show_edge=False,
+    )
     for column in (
         "strategy",
         "V",
-        "startup s\nmed / p95",
-        "join s\nmed",
-        "stall\nratio",
+        "startup",
+        "p95",
+        "join",
+        "stalls",
         "kbit/s",
-        "P2P\nshare",
-        "CDN\negress",
-        "failed",
-        "busy",
+        "P2P",
+        "CDN egress",
+        "done",
     ):
         table.add_column(column, justify="right")
     for record in finished:
         share = record.get("p2p_share")
         ratio = record.get("stall_ratio")
-        busy = record.get("system_busy")
         bitrate = record.get("avg_bitrate_kbps")
         table.add_row(
             record["strategy"],
             str(record["viewers"]),
-            f"{_seconds(record['startup_median_s'])} / {_seconds(record['startup_p95_s'])}",
+            _seconds(record["startup_median_s"]),
+            _seconds(record["startup_p95_s"]),
             _seconds(record["join_median_s"]),
             "-" if ratio is None else f"{ratio:.2%}",
             "-" if bitrate is None else f"{bitrate:.0f}",
             "-" if share is None else f"{share:.1%}",
             format_size(record["cdn_egress_bytes"]),
-            str(record["failed"]),
-            "-" if busy is None else f"{busy:.0%}",
+            f"{record['finished']}/{record['viewers']}",
         )
     console.print(table)

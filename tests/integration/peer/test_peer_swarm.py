@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+import socket
 import struct
 from typing import TYPE_CHECKING, Any
 
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from seedcast.peer._rawsocket import RawStream
 from seedcast.peer.messages import BLOCK_SIZE, HaveAll, Piece, Request, Unchoke
 from seedcast.peer.swarm import PieceCompleted, Swarm, SwarmSettings, new_peer_id
 from seedcast.peer.wire import PeerWire
@@ -279,3 +283,41 @@ async def test_swarm_through_the_seedcast_tracker(
     for number in (2, 3):
         small_torrent.assert_identical(small_torrent.tmp / f"p{number}")
     assert tracker.tracker.statistics().announces.get("started") == 3
+
+
+_frames = st.lists(
+    st.tuples(
+        st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 20, 77]),
+        st.binary(max_size=24),
+    ).map(lambda item: struct.pack(">IB", 1 + len(item[1]), item[0]) + item[1]),
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(frames=_frames, fast=st.booleans())
+def test_fuzzed_messages_cost_a_connection_at_most(
+    small_torrent: TorrentFixture, frames: list[bytes], fast: bool
+) -> None:
+    """Random framed messages after a valid handshake, straight into a live seed."""
+
+    async def scenario() -> None:
+        seed = small_torrent.seed()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(seed.serve)
+            ours, theirs = socket.socketpair()
+            nursery.start_soon(seed._run_connection, RawStream(ours), ("127.0.0.9", 1), False)
+            attacker = RawStream(theirs)
+            info_hash = small_torrent.metainfo.info_hash
+            await attacker.send_all(handshake(info_hash, fast=fast) + b"".join(frames))
+            theirs.shutdown(socket.SHUT_WR)
+            while await attacker.receive_some(65536):  # the seed answers, then hangs up
+                pass
+            await attacker.aclose()
+            assert seed.statistics().peers_connected == 0
+            nursery.cancel_scope.cancel()
+        assert "internal" not in seed.statistics().protocol_errors
+
+    trio.run(scenario)

@@ -276,3 +276,20 @@ def test_a_folder_with_both_kinds_keeps_the_distribution_report(tmp_path: Path) 
     assert (tmp_path / "streaming-report.html").is_file()
     assert (tmp_path / "streaming-startup_cdf.png").is_file()
     assert len(json.loads((tmp_path / "results.json").read_text())["runs"]) == 2
+
+
+def test_errors_come_out_of_their_nursery_groups() -> None:
+    from seedcast.bench.streaming import _run_sync
+    from seedcast.errors import SeedcastError
+
+    def fails(error: BaseException) -> None:
+        raise error
+
+    nested = BaseExceptionGroup("outer", [BaseExceptionGroup("inner", [KeyboardInterrupt()])])
+    with pytest.raises(KeyboardInterrupt):
+        _run_sync(fails, nested)
+    with pytest.raises(SeedcastError, match="workers did not start"):
+        _run_sync(fails, ExceptionGroup("g", [SeedcastError("workers did not start")]))
+    with pytest.raises(ExceptionGroup):
+        _run_sync(fails, ExceptionGroup("g", [SeedcastError("a"), ValueError("b")]))
+    assert _run_sync(lambda value: value * 2, 21) == 42

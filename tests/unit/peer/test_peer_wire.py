@@ -417,3 +417,11 @@ def test_round_trip(events: list[object]) -> None:
     client, server = pair()
     data = b"".join(client.send(event) for event in events)  # type: ignore[arg-type]
     assert server.receive_data(data) == events
+
+
+def test_send_haves_is_many_have_messages() -> None:
+    client, server = pair()
+    assert client.send_haves([1, 9, 0]) == b"".join(client.send(Have(index)) for index in (1, 9, 0))
+    assert server.receive_data(client.send_haves([2, 3])) == [Have(2), Have(3)]
+    with pytest.raises(LocalProtocolError):
+        client.send_haves([10])
