@@ -18,7 +18,6 @@ import re
 from typing import Any
 
 import trio
-
 from seedcast.config import ClusterConfig
 from seedcast.errors import SeedcastError
 from seedcast.http11 import HttpClient
@@ -66,7 +65,11 @@ async def watch_through_agent(
     try:
         async with HttpClient(connect_timeout=3.0, read_timeout=30.0) as client:
             report = await play(
-                manifest_url, make_abr(config.peers.abr), client, options=options, on_segment=progress
+                manifest_url,
+                make_abr(config.peers.abr),
+                client,
+                options=options,
+                on_segment=progress,
             )
     except SeedcastError as error:
         log.warning("playback failed", extra={"fields": {"url": manifest_url, "error": str(error)}})
@@ -76,8 +79,12 @@ async def watch_through_agent(
     status.update(player_status(report, "done"))
     log.info(
         "playback finished",
-        extra={"fields": {
-            "played_s": report.played_seconds, "stalls": report.stall_count,
-            "startup_s": report.startup_delay_s, "p2p_bytes": report.bytes_from_peers,
-        }},
+        extra={
+            "fields": {
+                "played_s": report.played_seconds,
+                "stalls": report.stall_count,
+                "startup_s": report.startup_delay_s,
+                "p2p_bytes": report.bytes_from_peers,
+            }
+        },
     )

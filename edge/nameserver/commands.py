@@ -96,7 +96,9 @@ def resolve_advertised_names(config: ClusterConfig) -> ClusterConfig:
         return parts._replace(netloc=netloc).geturl()
 
     edges = tuple(
-        dataclasses.replace(edge, public_url=resolved(edge.public_url, f"edges[{index}].public_url"))
+        dataclasses.replace(
+            edge, public_url=resolved(edge.public_url, f"edges[{index}].public_url")
+        )
         if edge.public_url
         else edge
         for index, edge in enumerate(config.edges)

@@ -39,7 +39,6 @@ def demo_config(config: ClusterConfig, seconds: float) -> ClusterConfig:
 
 def run_demo(args: argparse.Namespace, config: ClusterConfig) -> int:
     from rich.console import Console
-
     from seedcast.launcher.commands import query_cluster, run_up, stop_cluster
     from seedcast.launcher.state import read_state
 
@@ -83,11 +82,12 @@ def _player(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _watch_viewers(console: Any, state: Any, query: Any, deadline: float) -> list[Mapping[str, Any]]:
+def _watch_viewers(
+    console: Any, state: Any, query: Any, deadline: float
+) -> list[Mapping[str, Any]]:
     """Refresh the live table until every viewer's player is done (or the deadline)."""
     from rich.console import Group
     from rich.live import Live
-
     from seedcast.launcher.commands import _table
 
     rows: list[Mapping[str, Any]] = []
@@ -107,9 +107,21 @@ def _viewer_table(rows: Sequence[Mapping[str, Any]]) -> Any:
     from rich.table import Table
 
     table = Table(title="viewers: playback through their agents")
-    for column in ("viewer", "region", "player", "played", "startup", "stalls", "bitrate",
-                   "from peers", "from edges", "P2P share"):
-        table.add_column(column, justify="left" if column in ("viewer", "region", "player") else "right")
+    for column in (
+        "viewer",
+        "region",
+        "player",
+        "played",
+        "startup",
+        "stalls",
+        "bitrate",
+        "from peers",
+        "from edges",
+        "P2P share",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("viewer", "region", "player") else "right"
+        )
     for row in _viewers(rows):
         player = _player(row)
         peers, edges = int(player.get("bytes_peers", 0)), int(player.get("bytes_edges", 0))
@@ -143,10 +155,12 @@ def _print_summary(console: Any, rows: Sequence[Mapping[str, Any]]) -> None:
     startups = [float(p["startup_s"]) for _, p in viewers if p.get("startup_s") is not None]
     stalls = sum(int(player.get("stalls", 0)) for _, player in viewers)
     failed = [row["name"] for row, player in viewers if player.get("state") != "done"]
-    console.print("[bold]QoE[/]: " + (
-        f"median startup {sorted(startups)[len(startups) // 2]:.2f} s, " if startups else ""
-    ) + f"{stalls} stall(s) over {len(viewers)} viewers"
-      + (f"; [red]not finished: {', '.join(failed)}[/]" if failed else ""))
+    console.print(
+        "[bold]QoE[/]: "
+        + (f"median startup {sorted(startups)[len(startups) // 2]:.2f} s, " if startups else "")
+        + f"{stalls} stall(s) over {len(viewers)} viewers"
+        + (f"; [red]not finished: {', '.join(failed)}[/]" if failed else "")
+    )
     if total:
         console.print(
             f"[bold]Offload[/]: {format_size(peers)} of {format_size(total)} "

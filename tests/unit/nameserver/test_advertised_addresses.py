@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from seedcast.config import default_config
 from seedcast.edge.nameserver.commands import resolve_advertised_names
 from seedcast.edge.nameserver.policies import advertised_host, edges_from_config
@@ -15,7 +14,9 @@ from seedcast.errors import ConfigError
 def test_answers_use_the_public_url_when_set() -> None:
     config = default_config()
     edges = (
-        dataclasses.replace(config.edges[0], listen="0.0.0.0:8080", public_url="http://10.1.2.3:8080"),
+        dataclasses.replace(
+            config.edges[0], listen="0.0.0.0:8080", public_url="http://10.1.2.3:8080"
+        ),
         config.edges[1],
     )
     config = dataclasses.replace(config, edges=edges)
@@ -40,5 +41,7 @@ def test_service_names_are_resolved_once_at_start() -> None:
 def test_an_unresolvable_name_is_one_line_naming_the_key() -> None:
     config = default_config()
     edge = dataclasses.replace(config.edges[0], public_url="http://no-such-edge.invalid:8080")
-    with pytest.raises(ConfigError, match=r"edges\[0\]\.public_url: cannot resolve 'no-such-edge.invalid'"):
+    with pytest.raises(
+        ConfigError, match=r"edges\[0\]\.public_url: cannot resolve 'no-such-edge.invalid'"
+    ):
         resolve_advertised_names(dataclasses.replace(config, edges=(edge,)))
