@@ -159,7 +159,9 @@ def _size_for(short_side: int, display_width: int, display_height: int) -> tuple
     """
     aspect = Fraction(display_width, display_height)
     long_unit, short_unit = (
-        (aspect.numerator, aspect.denominator) if aspect >= 1 else (aspect.denominator, aspect.numerator)
+        (aspect.numerator, aspect.denominator)
+        if aspect >= 1
+        else (aspect.denominator, aspect.numerator)
     )
     steps = short_side // (2 * short_unit)
     if steps >= 1 and 2 * short_unit * steps >= 0.9 * short_side:

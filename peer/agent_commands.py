@@ -181,7 +181,9 @@ def run_agent(args: argparse.Namespace, config: ClusterConfig) -> int:
                     task_status.started(addresses)
                     if config.peers.play_seconds > 0:
                         # A viewer that watches (``up --demo``): its player uses this agent.
-                        video_id = metainfo.name if metainfo is not None else config.origin.sample_id
+                        video_id = (
+                            metainfo.name if metainfo is not None else config.origin.sample_id
+                        )
                         host, port = addresses[0].rsplit(":", 1)
                         nursery.start_soon(
                             watch_through_agent,

@@ -341,7 +341,9 @@ class HttpServer:
         except OSError as error:
             listener.close()
             # Name the address: "Address already in use" alone doesn't say which.
-            raise OSError(error.errno, f"cannot listen on {host}:{port}: {error.strerror}") from error
+            raise OSError(
+                error.errno, f"cannot listen on {host}:{port}: {error.strerror}"
+            ) from error
         return listener
 
     def _close_listeners(self) -> None:
