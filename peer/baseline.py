@@ -71,6 +71,8 @@ class LibtorrentPeer:
         params.save_path = str(save_path)
         self.handle = self.session.add_torrent(params)
         self.host = host
+        self._errors: list[str] = []
+        self.announces = 0
 
     @property
     def port(self) -> int:
@@ -78,6 +80,35 @@ class LibtorrentPeer:
 
     def connect(self, host: str, port: int) -> None:
         self.handle.connect_peer((host, port))
+
+    def hold(self) -> None:
+        """Pause the torrent until :meth:`release` (not auto-managed: stays paused)."""
+        self.handle.unset_flags(self._lt.torrent_flags.auto_managed)
+        self.handle.pause()
+
+    def release(self) -> None:
+        self.handle.resume()
+
+    @property
+    def errors(self) -> list[str]:
+        """Tracker and peer errors libtorrent reported so far (for diagnostics)."""
+        self._collect()
+        return self._errors
+
+    def _collect(self) -> None:
+        for alert in self.session.pop_alerts():
+            name = type(alert).__name__
+            if "error" in name:
+                self._errors.append(f"{name}: {alert.message()}")
+            elif name == "tracker_reply_alert":
+                self.announces += 1
+
+    async def wait_announced(self) -> None:
+        """Return once a tracker has answered an announce of this session."""
+        seen = self.announces
+        while self.announces == seen:
+            await trio.to_thread.run_sync(self.session.wait_for_alert, 100)
+            self._collect()
 
     def is_seeding(self) -> bool:
         status = self.handle.status()
@@ -94,13 +125,13 @@ class LibtorrentPeer:
             lt.torrent_status.states.checking_resume_data,
         ):
             await trio.to_thread.run_sync(self.session.wait_for_alert, 100)
-            self.session.pop_alerts()
+            self._collect()
 
     async def wait_seeding(self) -> None:
         """Return once the torrent is complete (libtorrent verified every piece)."""
         while not self.is_seeding():
             await trio.to_thread.run_sync(self.session.wait_for_alert, 100)
-            self.session.pop_alerts()
+            self._collect()
 
     async def aclose(self) -> None:
         """Stop the session. Runs in a thread: libtorrent's destructor waits for its

@@ -509,7 +509,7 @@ async def _libtorrent_swarm(
             extra_settings=extra,
         )
         await seed.wait_checked()
-        seed.handle.pause()
+        seed.hold()
         leechers = [
             LibtorrentPeer(
                 torrent,
@@ -523,10 +523,15 @@ async def _libtorrent_swarm(
         ]
         for leecher in leechers:
             await leecher.wait_checked()
-            leecher.handle.pause()
+            leecher.hold()
+        # The seed announces first, so every leecher's first announce finds it
+        # (libtorrent re-announces only after the tracker's interval).
+        seed.release()
+        with trio.move_on_after(10):
+            await seed.wait_announced()
         start = time.monotonic()
-        for peer in [seed, *leechers]:
-            peer.handle.resume()
+        for peer in leechers:
+            peer.release()
         pending = set(range(count))
         with trio.move_on_after(5 * limit + 30):
             while pending:
@@ -535,6 +540,21 @@ async def _libtorrent_swarm(
                     if leechers[number].is_seeding():
                         completions.append(time.monotonic() - start)
                         pending.discard(number)
+        if pending:
+            status = seed.status()
+            print(
+                f"  libtorrent seed: state={status.state} peers={status.num_peers} "
+                f"paused={status.paused} errors={seed.errors[-3:]}",
+                file=sys.stderr,
+            )
+        for number in sorted(pending):
+            status = leechers[number].status()
+            print(
+                f"  libtorrent leecher {number + 1} unfinished: state={status.state} "
+                f"progress={status.progress:.2f} peers={status.num_peers} "
+                f"tracker={status.current_tracker!r} errors={leechers[number].errors[-3:]}",
+                file=sys.stderr,
+            )
         for peer in [seed, *leechers]:
             await peer.aclose()
         nursery.cancel_scope.cancel()

@@ -180,32 +180,64 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise NotReadyError(f"not built yet ({module_name} has no run_{args.command})")
         config = resolve_config(args)
         return run(args, config)
-    except UsageError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except SeedcastError as error:
+    except BaseExceptionGroup as group:
+        # trio's nurseries wrap what their tasks raised: unwrap to the first
+        # meaningful leaf so a Ctrl-C or a SeedcastError inside a task is
+        # reported the same way as one raised directly.
         if args.debug:
             raise
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+        return _report(prog, _first_leaf(group))
+    except BaseException as error:
+        if args.debug and not isinstance(error, KeyboardInterrupt | SystemExit):
+            raise
+        return _report(prog, error)
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The leaf to report: a Ctrl-C wins, then our own errors, then anything."""
+    leaves: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                walk(inner)
+        else:
+            leaves.append(error)
+
+    walk(group)
+    for kind in (KeyboardInterrupt, UsageError, SeedcastError, OSError):
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return leaves[0] if leaves else group
+
+
+def _report(prog: str, error: BaseException) -> int:
+    """One line on stderr for ``error``; the exit code."""
+    if isinstance(error, SystemExit):
+        raise error
+    if isinstance(error, KeyboardInterrupt):
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except OSError as error:
-        if args.debug:
-            raise
+    if isinstance(error, UsageError):
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    if isinstance(error, SeedcastError):
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    if isinstance(error, OSError):
         where = f": {error.filename}" if error.filename else ""
         print(f"{prog}: error: {error.strerror or error}{where}", file=sys.stderr)
         return 1
-    except Exception as error:  # the last boundary: one line, never a traceback
-        if args.debug:
-            raise
-        print(
-            f"{prog}: internal error: {type(error).__name__}: {error} "
-            "(rerun with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+    # The last boundary: one line, never a traceback.
+    print(
+        f"{prog}: internal error: {type(error).__name__}: {error} "
+        "(rerun with --debug for the traceback)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 # --- `seedcast config show`, owned here -------------------------------------

@@ -172,7 +172,7 @@ class DnsConfig:
         SteeredName(name="*.video.kingcdn.test", policy="consistent-hash"),
     )
     health_interval: float = _duration("1s")
-    health_timeout: float = _duration("500ms")
+    health_timeout: float = _duration("1s")
     all_down: str = "origin"
     """What to answer when every edge is down: origin | all-edges | servfail."""
     rate_limit: float = 0.0

@@ -207,7 +207,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path: Path) -> None:
         else:
             pytest.fail("no result line: " + "".join(seen[-5:]))
         process.send_signal(signal.SIGINT)
-        process.stderr.read()
+        seen.append(process.stderr.read().decode(errors="replace"))
         code = process.wait(timeout=30)
     finally:
         if process.poll() is None:
@@ -215,7 +215,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path: Path) -> None:
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
-    assert code == 130
+    assert code == 130, "".join(seen[-5:])
     document = json.loads((out / "results.json").read_text())
     assert [(run["strategy"], run["clients"]) for run in document["runs"]] == [("client-server", 2)]
     assert "client-server took" in (out / "report.html").read_text()

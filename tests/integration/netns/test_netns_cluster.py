@@ -94,6 +94,11 @@ listen = "127.0.20.2:{EDGE_PORT}"
 
 [peers]
 count = 3
+
+[dns]
+# Three players stream while curl asks: on a loaded 2-core machine a probe can
+# take longer than the 1 s default, and a slow edge leaves the geo answer.
+health_timeout = "3s"
 """,
         encoding="utf-8",
     )

@@ -166,7 +166,8 @@ def test_libtorrent_swarm_finds_peers_through_our_tracker(
         assert (tmp_path / "leech" / "movie" / relative).read_bytes() == content
     assert not (tmp_path / "leech" / "movie" / ".pad").exists()  # padding is never written
     assert seed_handle.status().is_seeding
-    assert any(alert.kind == "tracker_reply_alert" for alert in alerts), alerts
+    # The reply alert may still be queued when the download finishes: pump until it shows.
+    wait_for([seed, leech], lambda: any(a.kind == "tracker_reply_alert" for a in alerts), alerts)
     assert not [alert for alert in alerts if alert.kind == "tracker_error_alert"]
 
     leech_handle.scrape_tracker()
