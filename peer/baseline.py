@@ -40,7 +40,10 @@ class LibtorrentPeer:
         encryption: bool = False,
         utp: bool = False,
         extra_settings: dict[str, Any] | None = None,
+        paused: bool = False,
     ) -> None:
+        """``paused``: add the torrent paused (no announce, no connections) until
+        :meth:`release`."""
         lt = libtorrent_module()
         self._lt = lt
         disabled = lt.enc_policy.disabled if hasattr(lt, "enc_policy") else 2
@@ -69,6 +72,9 @@ class LibtorrentPeer:
         params = lt.add_torrent_params()
         params.ti = lt.torrent_info(lt.bdecode(torrent))
         params.save_path = str(save_path)
+        if paused:
+            params.flags |= lt.torrent_flags.paused
+            params.flags &= ~lt.torrent_flags.auto_managed
         self.handle = self.session.add_torrent(params)
         self.host = host
         self._errors: list[str] = []
@@ -81,12 +87,8 @@ class LibtorrentPeer:
     def connect(self, host: str, port: int) -> None:
         self.handle.connect_peer((host, port))
 
-    def hold(self) -> None:
-        """Pause the torrent until :meth:`release` (not auto-managed: stays paused)."""
-        self.handle.unset_flags(self._lt.torrent_flags.auto_managed)
-        self.handle.pause()
-
     def release(self) -> None:
+        """Start a torrent added with ``paused=True``."""
         self.handle.resume()
 
     @property

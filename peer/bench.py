@@ -177,12 +177,19 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
                     )
                 results["swarms"].append(_swarm_entry(count, limit, ours, theirs))
         if not args.no_throughput:
-            console.print(f"[bold]one-to-one[/], uncapped, {format_size(throughput_size)} ...")
-            big = _make_file(workdir / "source-big", "big", "big.bin", throughput_size)
-            ours_rate = trio.run(_seedcast_throughput, workdir, big)
-            theirs_rate = (
-                None if args.no_libtorrent else trio.run(_libtorrent_throughput, workdir, big)
+            console.print(
+                f"[bold]one-to-one[/], uncapped, {format_size(throughput_size)}, best of 3 ..."
             )
+            big = _make_file(workdir / "source-big", "big", "big.bin", throughput_size)
+            # Best of three, alternating, so a noisy neighbour hurts neither side alone.
+            ours_runs: list[float] = []
+            theirs_runs: list[float] = []
+            for _ in range(3):
+                ours_runs.append(trio.run(_seedcast_throughput, workdir, big))
+                if not args.no_libtorrent:
+                    theirs_runs.append(trio.run(_libtorrent_throughput, workdir, big))
+            ours_rate = max(ours_runs)
+            theirs_rate = max(theirs_runs) if theirs_runs else None
             results["throughput"] = {
                 "size": throughput_size,
                 "seedcast_mb_s": ours_rate,
@@ -213,7 +220,9 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
                 f"{entry['seedcast_ratio']:.2f}",
                 "-" if theirs_s is None else _seconds(theirs_s, entry["libtorrent_timed_out"]),
                 "-" if theirs_s is None else f"{entry['libtorrent_ratio']:.2f}",
-                "-" if theirs_s is None else f"{entry['seedcast_last_s'] / theirs_s:.2f}",
+                "-"
+                if theirs_s is None or entry["libtorrent_timed_out"]
+                else f"{entry['seedcast_last_s'] / theirs_s:.2f}",
             )
         console.print(table)
     if results["throughput"]:
@@ -508,8 +517,13 @@ async def _libtorrent_swarm(
             upload_rate=seed_upload,
             extra_settings=extra,
         )
+        # The seed stays up (a pause would announce "stopped", and libtorrent then
+        # waits the tracker's min interval before announcing again); it is in the
+        # tracker before the leechers start, so their first announce finds it.
         await seed.wait_checked()
-        seed.hold()
+        with trio.move_on_after(10):
+            while not seed.announces:
+                await seed.wait_announced()
         leechers = [
             LibtorrentPeer(
                 torrent,
@@ -518,17 +532,10 @@ async def _libtorrent_swarm(
                 upload_rate=peer_upload,
                 download_rate=download,
                 extra_settings=extra,
+                paused=True,  # no announce before the start: libtorrent would back off
             )
             for number in range(1, count + 1)
         ]
-        for leecher in leechers:
-            await leecher.wait_checked()
-            leecher.hold()
-        # The seed announces first, so every leecher's first announce finds it
-        # (libtorrent re-announces only after the tracker's interval).
-        seed.release()
-        with trio.move_on_after(10):
-            await seed.wait_announced()
         start = time.monotonic()
         for peer in leechers:
             peer.release()

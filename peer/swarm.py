@@ -101,8 +101,6 @@ _RECEIVE_SIZE = 64 * 1024
 _OUTBOX_HIGH_WATER = 128 * 1024
 _CHARGE_BYTES = 16 * 1024
 _DEPTH_SECONDS = 0.25
-_TICK_SPACING = 0.1
-"""Wake-ups of the tick loop closer than this are handled together."""
 _UPLOAD_BATCH = 2
 """Blocks charged to the upload caps and sent together."""
 _STOPPED_ANNOUNCE_SECONDS = 2.0
@@ -1028,7 +1026,6 @@ class Swarm:
                 last_housekeeping = now
                 self._housekeeping(now)
             self._connect_more(now)
-            await trio.sleep(_TICK_SPACING)
 
     def _run_choker(self, now: float) -> None:
         established = [
