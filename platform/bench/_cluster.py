@@ -231,20 +231,21 @@ class RunCluster:
                     await child.process.wait()
         for child in reversed(self._children):
             if child.process.returncode is None:
-                _signal(child.process, signal.SIGTERM)
+                send_signal(child.process, signal.SIGTERM)
         with trio.move_on_after(STOP_GRACE):
             for child in self._children:
                 await child.process.wait()
         for child in self._children:
             if child.process.returncode is None:
                 log.warning("%s did not stop in %.0f s; killing it", child.name, STOP_GRACE)
-                _signal(child.process, signal.SIGKILL)
+                send_signal(child.process, signal.SIGKILL)
         for child in self._children:
             await child.process.wait()
             child.log_file.close()
 
 
-def _signal(process: trio.Process, number: int) -> None:
+def send_signal(process: trio.Process, number: int) -> None:
+    """Signal a child that may already have exited."""
     try:
         process.send_signal(number)
     except ProcessLookupError:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
+from seedcast.bench._cluster import send_signal
 from seedcast.errors import ProtocolError, SeedcastError, TransportError
 
 if TYPE_CHECKING:
@@ -227,24 +228,17 @@ class _Workers:
                 await worker.process.wait()
         for worker in self.workers:
             if worker.process.returncode is None:
-                _signal(worker.process, signal.SIGTERM)
+                send_signal(worker.process, signal.SIGTERM)
         with trio.move_on_after(STOP_GRACE):
             for worker in self.workers:
                 await worker.process.wait()
         for worker in self.workers:
             if worker.process.returncode is None:
                 log.warning("%s did not stop; killing it", worker.name)
-                _signal(worker.process, signal.SIGKILL)
+                send_signal(worker.process, signal.SIGKILL)
         for worker in self.workers:
             await worker.process.wait()
             worker.log_file.close()
-
-
-def _signal(process: trio.Process, number: int) -> None:
-    try:
-        process.send_signal(number)
-    except ProcessLookupError:
-        pass
 
 
 @asynccontextmanager

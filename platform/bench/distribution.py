@@ -950,8 +950,8 @@ def run_benchmark(
     console: Any = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Run every planned run; returns (records, interrupted). Rewrites the report after each."""
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
     from seedcast.bench._content import prepare_content
+    from seedcast.bench.report import progress_bar as new_progress_bar
     from seedcast.bench.report import write_results
 
     check_options(options)
@@ -981,15 +981,7 @@ def run_benchmark(
         },
     }
     interrupted = False
-    progress_bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
+    progress_bar = new_progress_bar(console)
     try:
         with progress_bar:
             overall = progress_bar.add_task("runs", total=len(runs), detail="")

@@ -439,3 +439,18 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;
 <h2>Configuration</h2><pre>{config_text}</pre>
 </body></html>
 """
+
+
+def progress_bar(console: Any) -> Any:
+    """The rich progress bar every load test shows: description, bar, detail, elapsed."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )

@@ -529,8 +529,8 @@ def run_benchmark(
     not be measured carry ``error``.
     """
     import trio
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
     from seedcast.bench._streaming_run import run_strategy
+    from seedcast.bench.report import progress_bar as new_progress_bar
     from seedcast.bench.report import write_results
     from seedcast.peer.testing import published_library
 
@@ -559,15 +559,7 @@ def run_benchmark(
         },
     }
     interrupted = False
-    progress_bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
+    progress_bar = new_progress_bar(console)
     total_media = options.viewers * options.watch_time
     try:
         with progress_bar:
