@@ -13,11 +13,15 @@
    (no symlinks are followed anywhere under the library), lets
    :func:`~seedcast.origin.serving.decide_file` pick 200/206/304/412/416 and
    the headers, and streams the bytes with a :class:`~seedcast.http11.FileBody`
-   (sendfile; segments are never read into memory). The stat, the headers of
-   a plain 200 and, for files of at most 16 KiB (MPD, init segments), the
-   bytes are kept per catalog snapshot and re-checked every second, so the
-   common request costs one ``stat`` of ``index.json`` and no other syscall
-   before the send;
+   (sendfile; segments are never read into memory). The stat and the
+   complete 200 response (for files of at most 16 KiB -- MPD, init segments
+   -- with the bytes) are kept per catalog snapshot under the raw request
+   path and re-checked every second, and ``index.json`` is stat'ed at most
+   every :data:`INDEX_RECHECK_SECONDS` on that path, so the common request
+   costs two dict lookups and no syscall before the send. A path not seen
+   before always re-reads the index first, so a video published while the
+   server runs is served at once; a rename, removal or republish of a video
+   already being served is noticed within :data:`INDEX_RECHECK_SECONDS`;
 4. adds ``X-Served-By: <name>`` to every response.
 
 Hostile paths are counted per reason in ``seedcast_origin_refused_paths_total``
@@ -33,6 +37,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 import os
 import random
 import stat
@@ -82,6 +87,9 @@ _STATIC_TYPES = {
 NO_STORE = "no-store"
 FILE_RECHECK_SECONDS = 1.0
 """How long a file's lstat is trusted (symlink and replacement checks) within one catalog."""
+INDEX_RECHECK_SECONDS = 0.02
+"""How long index.json's stat is trusted when answering a path already served from this
+catalog (renames and removals show within this; paths not seen before re-check at once)."""
 MAX_CACHED_FILES = 100_000
 SMALL_FILE_BYTES = 16 * 1024
 """Files up to this size (MPDs, init segments, torrents of short videos) are kept in memory
@@ -102,6 +110,8 @@ class _FileState:
     headers: Headers
     """The complete header set of a plain 200 (shared between responses; never mutated)."""
     checked_at: float
+    response: Response
+    """The plain 200 (headers and body shared by every such answer; never mutated)."""
     content: bytes | None = None
     """The file's bytes when it is small (read once per version of the file)."""
 
@@ -177,7 +187,10 @@ class OriginApp:
         self._segment_cache = f"public, max-age={int(segment_max_age)}, immutable"
         self._catalog = Catalog.empty()
         self._index_stamp: tuple[int, int, int] | None = None
+        self._index_checked_at = -math.inf
         self._files: dict[tuple[str, str], _FileState] = {}
+        self._paths: dict[str, _FileState] = {}
+        """Raw request path -> the file it named, for paths already served from this catalog."""
         self._root = str(library.root)
         self._index_path = str(library.index_path)
         self._served_by = ("X-Served-By", name)
@@ -193,6 +206,17 @@ class OriginApp:
     # --- the handler ------------------------------------------------------------------------
 
     async def __call__(self, request: Request) -> Response:
+        method = request.method
+        if method == "GET" or method == "HEAD":
+            # The hot path: a file already served from this catalog (its path was checked then).
+            state = self._paths.get(request.raw_path)
+            if state is not None:
+                now = time.monotonic()
+                if (
+                    now - state.checked_at < FILE_RECHECK_SECONDS
+                    and now - self._index_checked_at < INDEX_RECHECK_SECONDS
+                ):
+                    return self._answer_file(request, state)
         check = check_target(request.raw_path)
         segments = check.segments
         if check.refused is not None:
@@ -202,8 +226,8 @@ class OriginApp:
             and request.method in ("GET", "HEAD")
             and segments[0] not in _OWN_PREFIXES
         ):
-            # The hot path: a video file; its responses come with every header.
-            return await self._serve_file(request, segments[0], segments[1])
+            # A video file: its responses come with every header.
+            return self._serve_file(request, segments[0], segments[1])
         elif request.method == "OPTIONS":  # CORS preflight, for any path
             response = Response(204, list(PREFLIGHT_HEADERS))
         else:
@@ -244,6 +268,7 @@ class OriginApp:
 
     def catalog(self) -> Catalog:
         """The current catalog; re-read when index.json changed (one stat per call)."""
+        self._index_checked_at = time.monotonic()
         try:
             info = os.stat(self._index_path)
             stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
@@ -254,6 +279,7 @@ class OriginApp:
                 self._catalog = Catalog(self.library.read_index()) if stamp[0] else Catalog.empty()
                 self._index_stamp = stamp
                 self._files.clear()
+                self._paths.clear()
                 self._counters.reloads += 1
             except Exception as error:  # keep serving the last good catalog
                 log.warning("library index unreadable", extra={"fields": {"error": str(error)}})
@@ -283,12 +309,13 @@ class OriginApp:
             folder_info = os.lstat(folder)
             info = os.lstat(path)
         except OSError:
-            self._files.pop(key, None)
+            self._forget(key)
             return None
         if stat.S_ISLNK(folder_info.st_mode) or stat.S_ISLNK(info.st_mode):
-            self._files.pop(key, None)
+            self._forget(key)
             return PathRefused.SYMLINK
         if not stat.S_ISDIR(folder_info.st_mode) or not stat.S_ISREG(info.st_mode):
+            self._forget(key)
             return None
         facts = FileFacts(
             size=info.st_size, mtime=info.st_mtime, inode=info.st_ino, mtime_ns=info.st_mtime_ns
@@ -304,6 +331,8 @@ class OriginApp:
             "segment" if served.immutable else ("manifest" if name.endswith(".mpd") else "torrent")
         )
         content = _read_small(path, facts) if facts.size <= SMALL_FILE_BYTES else None
+        headers = Headers([*full.headers, self._served_by])
+        body = content if content is not None else FileBody(path, 0, facts.size)
         state = _FileState(
             content=content,
             path=path,
@@ -311,15 +340,25 @@ class OriginApp:
             content_type=served.content_type,
             cache_control=cache_control,
             facts=facts,
-            headers=Headers([*full.headers, self._served_by]),
+            headers=headers,
             checked_at=now,
+            response=Response(200, headers, body),
         )
         if len(self._files) >= MAX_CACHED_FILES:
             self._files.clear()
+            self._paths.clear()
+        self._forget(key)
         self._files[key] = state
         return state
 
-    async def _serve_file(self, request: Request, video_id: str, name: str) -> Response:
+    def _forget(self, key: tuple[str, str]) -> None:
+        """Drop a file's state and the raw paths that led to it."""
+        old = self._files.pop(key, None)
+        if old is not None:
+            for raw_path in [raw for raw, state in self._paths.items() if state is old]:
+                del self._paths[raw_path]
+
+    def _serve_file(self, request: Request, video_id: str, name: str) -> Response:
         catalog = self.catalog()
         moved = catalog.renamed_to(video_id)
         if moved is not None:
@@ -329,6 +368,12 @@ class OriginApp:
             return self._finish(_not_found())
         if isinstance(state, PathRefused):
             return self._finish(self._refuse(state, request))
+        if len(self._paths) < MAX_CACHED_FILES:
+            self._paths[request.raw_path] = state
+        return self._answer_file(request, state)
+
+    def _answer_file(self, request: Request, state: _FileState) -> Response:
+        """The response for a checked, current file: prepared, or decided per its headers."""
         counters = self._counters
         conditional = False
         for key, value in request.headers.items():
@@ -341,9 +386,7 @@ class OriginApp:
             counters.files[state.kind] = counters.files.get(state.kind, 0) + 1
             if request.method == "GET":
                 counters.bytes[state.kind] = counters.bytes.get(state.kind, 0) + state.facts.size
-            if state.content is not None:
-                return Response(200, state.headers, state.content)
-            return Response(200, state.headers, FileBody(state.path, 0, state.facts.size))
+            return state.response
         decision = decide_file(
             request.method,
             request.headers.get,

@@ -7,9 +7,11 @@ in order because they are queued in the parser and handled one by one).
 
 The hot path talks to non-blocking stdlib sockets through
 ``trio.lowlevel.wait_readable``/``wait_writable``: a read or write that can
-complete at once costs one syscall and no trip through the scheduler. A
-connection yields at least every few requests so a pipelining client cannot
-starve the others.
+complete at once costs one syscall and no trip through the scheduler. After
+a response a connection yields once and then tries to read the next request
+(under load it is there by then, which saves the epoll re-arm that every
+trio wait costs); it also yields at least every few requests so a pipelining
+client cannot starve the others.
 
 Timeouts cost nothing per request: each connection records its phase (idle,
 reading a head, reading a body, sending, lingering) and a deadline; one
@@ -515,7 +517,7 @@ class _Connection:
         server = self.server
         parser = self.parser
         limits = server.limits
-        wait_first = False
+        yield_first = False
         while True:
             try:
                 event = parser.next_event()
@@ -528,8 +530,8 @@ class _Connection:
                 if not parser.in_head and self.phase != _Phase.IDLE:
                     self.phase = _Phase.IDLE
                     self.deadline = trio.current_time() + limits.keep_alive_timeout
-                data = await self._receive(wait_first)
-                wait_first = False
+                data = await self._receive(yield_first)
+                yield_first = False
                 parser.receive_data(data)
                 if parser.in_head and self.phase == _Phase.IDLE:
                     # A head has started but not ended: it gets head_timeout from now.
@@ -540,8 +542,9 @@ class _Connection:
             if type(event) is RequestHead:
                 if not await self._respond(event):
                     return
-                # The client usually waits for our answer before sending more.
-                wait_first = not parser.has_events
+                # The client usually waits for our answer before sending more:
+                # give it (and the other connections) a turn before reading.
+                yield_first = not parser.has_events
                 continue
             if event is CONNECTION_CLOSED:
                 return
@@ -549,10 +552,14 @@ class _Connection:
             if event is END_OF_MESSAGE:
                 self._request_done = True
 
-    async def _receive(self, wait_first: bool) -> bytes:
+    async def _receive(self, yield_first: bool) -> bytes:
         sock = self.sock
-        if wait_first:
-            await wait_readable(self.fd)
+        if yield_first:
+            # Let the other connections run first: under load the client has
+            # usually sent its next request by then, and the recv below takes it
+            # without an epoll re-arm (trio's waits are one-shot: a syscall
+            # each). When nothing else runs, the recv fails once and we wait.
+            await checkpoint()
             self._yield_credit = _YIELD_EVERY
         else:
             # A client that always has bytes ready (pipelining, a big upload) must
