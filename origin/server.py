@@ -177,8 +177,11 @@ class OriginApp:
         segment_max_age: float = 31536000.0,
         dashjs: Path | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.library = library
+        self.clock = clock
+        """Seconds, for the stat re-check windows (tests pass their own)."""
         self.name = name
         self.dashjs = dashjs
         self.viewers = ViewerTracker(rng or random.Random())
@@ -211,7 +214,7 @@ class OriginApp:
             # The hot path: a file already served from this catalog (its path was checked then).
             state = self._paths.get(request.raw_path)
             if state is not None:
-                now = time.monotonic()
+                now = self.clock()
                 if (
                     now - state.checked_at < FILE_RECHECK_SECONDS
                     and now - self._index_checked_at < INDEX_RECHECK_SECONDS
@@ -268,7 +271,7 @@ class OriginApp:
 
     def catalog(self) -> Catalog:
         """The current catalog; re-read when index.json changed (one stat per call)."""
-        self._index_checked_at = time.monotonic()
+        self._index_checked_at = self.clock()
         try:
             info = os.stat(self._index_path)
             stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
@@ -296,7 +299,7 @@ class OriginApp:
     ) -> _FileState | PathRefused | None:
         """What to send for a video file: cached per catalog snapshot, re-checked every second."""
         key = (video_id, name)
-        now = time.monotonic()
+        now = self.clock()
         state = self._files.get(key)
         if state is not None and now - state.checked_at < FILE_RECHECK_SECONDS:
             return state

@@ -9,6 +9,7 @@ served on ``--metrics`` (default: the listen host, port ``peers.agent_port``).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,6 @@ def run_peer(args: argparse.Namespace, config: ClusterConfig) -> int:
     import random
 
     import trio
-    from rich.progress import Progress
     from seedcast.metrics import new_registry
     from seedcast.peer.metainfo import Metainfo
     from seedcast.peer.metrics import register_swarm_metrics
@@ -129,9 +129,14 @@ def run_peer(args: argparse.Namespace, config: ClusterConfig) -> int:
     data_dir = config.data_dir
     storage = Storage(metainfo, data_dir)
 
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"checking {metainfo.name}", total=metainfo.piece_count)
-        have = storage.check(progress=lambda count: progress.advance(task, count))
+    if sys.stderr.isatty():
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"checking {metainfo.name}", total=metainfo.piece_count)
+            have = storage.check(progress=lambda count: progress.advance(task, count))
+    else:  # launched, logging to a file: no bar (and no rich import to pay for)
+        have = storage.check()
     if args.seed and len(have) < metainfo.piece_count:
         raise ConfigError(
             f"--seed: {data_dir} holds {len(have)} of {metainfo.piece_count} pieces of "

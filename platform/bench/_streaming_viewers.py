@@ -25,7 +25,7 @@ A viewer is, per ``job["strategy"]``:
 
 Caps: a viewer's ingress (``download``, the access link) is one
 :class:`~seedcast.ratelimit.TokenBucket` that every byte it receives pays
-into, from the CDN (:class:`CappedHttpClient`) and from peers alike (the
+into, from the CDN (the HttpClient's ``download_limit``) and from peers alike (the
 swarm's download bucket is the same object); ``upload`` caps what its swarm
 sends. The player <-> agent hop is inside the viewer's machine and is not
 capped.
@@ -44,37 +44,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import h11
 import trio
 from seedcast.http11 import HttpClient
 from seedcast.ratelimit import TokenBucket
 
-__all__ = ["CappedHttpClient", "main"]
+__all__ = ["main"]
 
 PROGRESS_SECONDS = 0.5
 Emit = Callable[[dict[str, Any]], None]
-
-
-class CappedHttpClient(HttpClient):
-    """An :class:`HttpClient` whose response bytes pay into ``download`` as they are read.
-
-    The bytes wait in the socket until paid for, so TCP flow control slows the
-    sender down as a slower access link would. ``download=None``: uncapped.
-    """
-
-    def __init__(self, *, download: TokenBucket | None = None, **options: Any) -> None:
-        super().__init__(**options)
-        self.download = download
-        self.received = 0
-
-    async def _next_event(self, connection: Any, read_timeout: float) -> Any:
-        event = await super()._next_event(connection, read_timeout)
-        if type(event) is h11.Data:
-            size = len(event.data)
-            self.received += size
-            if self.download is not None:
-                await self.download.consume(size)
-        return event
 
 
 def _emit(message: dict[str, Any]) -> None:
@@ -206,8 +183,8 @@ class _Viewers:
         bucket = TokenBucket(spec["download"]) if spec["download"] else None
         resolver = StubResolver(self.config.dns.server, local_address=source, timeout=1.0)
         url = f"{self.job['cdn_url']}/{self.job['video_id']}/manifest.mpd"
-        async with CappedHttpClient(
-            download=bucket, connect_timeout=3.0, read_timeout=10.0, local_address=source
+        async with HttpClient(
+            download_limit=bucket, connect_timeout=3.0, read_timeout=10.0, local_address=source
         ) as client:
             state.report = await play(
                 url,
@@ -253,8 +230,8 @@ class _Viewers:
         )
         resolver = StubResolver(self.config.dns.server, local_address=source, timeout=1.0)
         agent: Agent | None = None
-        async with CappedHttpClient(
-            download=bucket,
+        async with HttpClient(
+            download_limit=bucket,
             connect_timeout=2.0,
             read_timeout=settings.cdn_read_timeout,
             local_address=source,

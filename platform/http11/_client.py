@@ -28,7 +28,7 @@ import socket
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import h11
@@ -44,6 +44,9 @@ from seedcast.errors import (
 from seedcast.units import KiB, MiB
 
 from ._headers import Headers
+
+if TYPE_CHECKING:
+    from seedcast.ratelimit import TokenBucket
 
 log = logging.getLogger("seedcast.http11.client")
 
@@ -313,6 +316,12 @@ class HttpClient:
     for response bytes, ``write_timeout`` for each wait to send,
     ``pool_timeout`` for a free connection slot. Use as ``async with
     HttpClient() as client`` or call :meth:`aclose`.
+
+    ``download_limit`` (a :class:`~seedcast.ratelimit.TokenBucket`, shared by
+    every request of this client) caps the ingress of response bodies: each
+    chunk read is paid for before the next read, so the rest waits in the
+    socket and TCP flow control slows the sender down, as a slower access
+    link would. It mirrors the server's ``upload_limit``.
     """
 
     def __init__(
@@ -328,6 +337,7 @@ class HttpClient:
         max_body_size: int = 64 * MiB,
         max_head_size: int = 64 * KiB,
         user_agent: str | None = None,
+        download_limit: TokenBucket | None = None,
     ) -> None:
         if max_connections_per_host < 1:
             raise ValueError("max_connections_per_host must be >= 1")
@@ -341,6 +351,7 @@ class HttpClient:
         self.max_body_size = max_body_size
         self.max_head_size = max_head_size
         self.user_agent = _user_agent() if user_agent is None else user_agent
+        self.download_limit = download_limit
         self._pools: dict[PoolKey, _Pool] = {}
         self._active: set[_Connection] = set()
         self._closed = False
@@ -613,6 +624,8 @@ class HttpClient:
             if event is not h11.NEED_DATA:
                 if type(event) is h11.ConnectionClosed:
                     raise _Broken("connection closed by the server")
+                if type(event) is h11.Data and self.download_limit is not None:
+                    await self.download_limit.consume(len(event.data))
                 return event
             with trio.move_on_after(read_timeout) as scope:
                 try:

@@ -31,7 +31,7 @@ from typing import Any
 
 from seedcast.config import ClusterConfig, to_toml
 from seedcast.errors import SeedcastError, UsageError
-from seedcast.launcher.plan import ClusterPlan, plan_cluster, prometheus_binary, role_options
+from seedcast.launcher.plan import ClusterPlan, plan_cluster, prometheus_binary
 from seedcast.launcher.state import (
     CLUSTER_ID_ENV,
     ClusterState,
@@ -232,11 +232,9 @@ def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "cluster.toml"
     config_file.write_text(to_toml(config), encoding="utf-8")
-    if not args.no_publish and role_options("origin") is not None:
+    if not args.no_publish:
         publish_sample_if_empty(config, config_file)
     plan = plan_cluster(config, config_file, prometheus=with_prometheus)
-    if not plan.processes:
-        raise SeedcastError("nothing to start: none of the roles is built yet")
     if layout is not None:
         # The launcher removes the network when it stops; until it runs, we do on error.
         plan = netns.start_cluster_network(plan, layout, run_dir)
@@ -256,15 +254,10 @@ def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
 
 def publish_sample_if_empty(config: ClusterConfig, config_file: Path) -> None:
     """Make and publish the sample video when the library has no video at all."""
-    try:
-        from seedcast.origin.library import Library
-    except ImportError:
-        return
+    from seedcast.origin.library import Library
+
     library = Library.for_data_dir(config.data_dir)
     if library.read_index_or_empty().videos:
-        return
-    if role_options("sample") is None or role_options("publish") is None:
-        print("library is empty and seedcast sample/publish are not built yet: not publishing")
         return
     sample_file = config.data_dir / "sample.mp4"
     config.data_dir.mkdir(parents=True, exist_ok=True)

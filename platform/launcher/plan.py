@@ -2,16 +2,14 @@
 
 :func:`plan_cluster` turns a resolved config into :class:`ProcessSpec` rows:
 origin, dns, tracker, the edges, one seeding peer and the viewers (peers
-started with ``--agent``), plus Prometheus when asked. A role whose command
-is not built yet (``seedcast.cli._load_runner`` finds no ``run_<role>``) is
-skipped with a note, so ``up`` works with whatever exists. Options are only
-passed when the role's parser declares them (we ask its ``configure_<role>``),
-so a role that lacks, say, ``--listen`` still starts.
+started with ``--agent``), plus Prometheus when asked. What cannot start is
+skipped with a note: the seeding peer when no video is published, Prometheus
+when its binary is missing. Planning imports none of the roles (``up`` stays
+quick); a test parses every planned command line with the real CLI.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import enum
 import shutil
@@ -86,49 +84,21 @@ class ClusterPlan:
         )
 
 
-GLOBAL_OPTIONS = frozenset({"--config", "--data", "--debug"})
-"""Options every ``seedcast`` command takes (the CLI adds them, not configure_<command>)."""
-
-
 def python_command() -> list[str]:
     return [sys.executable, "-m", "seedcast"]
 
 
-def role_options(command: str) -> set[str] | None:
-    """The option strings ``seedcast <command>`` accepts; None if it is not built."""
-    from seedcast.cli import _load_runner
-
-    try:
-        loaded = _load_runner(command)
-    except Exception:  # a half-written module must not stop the launcher
-        return None
-    if loaded is None:
-        return None
-    configure, _ = loaded
-    parser = argparse.ArgumentParser(prog=f"seedcast {command}", add_help=False)
-    try:
-        configure(parser)
-    except Exception:
-        return None
-    return set(parser._option_string_actions)
-
-
 def _role_argv(
     command: str,
-    options: set[str],
     config_file: Path,
     name: str,
     listen: str,
     extra: Sequence[tuple[str, str | None]] = (),
 ) -> tuple[str, ...]:
     argv = [*python_command(), command, "--config", str(config_file)]
-    if "--name" in options:
-        argv += ["--name", name]
-    if "--listen" in options:
-        argv += ["--listen", listen]
+    argv += ["--name", name, "--listen", listen]
     for option, value in extra:
-        if option in options or option in GLOBAL_OPTIONS:
-            argv += [option] if value is None else [option, value]
+        argv += [option] if value is None else [option, value]
     return tuple(argv)
 
 
@@ -139,117 +109,73 @@ def plan_cluster(
     prometheus: bool = False,
 ) -> ClusterPlan:
     """The processes of ``config`` (edges and viewer counts already applied)."""
-    processes: list[ProcessSpec] = []
-    skipped: list[str] = []
-    available: dict[str, set[str] | None] = {}
-
-    def options(command: str) -> set[str] | None:
-        if command not in available:
-            available[command] = role_options(command)
-        return available[command]
-
-    def skip(what: str, why: str) -> None:
-        skipped.append(f"{what}: skipped ({why})")
-
-    origin_options = options("origin")
-    if origin_options is None:
-        skip("origin", "seedcast origin is not built yet")
-    else:
-        processes.append(
-            ProcessSpec(
-                "origin",
-                "origin",
-                _role_argv("origin", origin_options, config_file, "origin", config.origin.listen),
-                config.origin.listen,
-                tier=Tier.CORE,
-            )
-        )
-    tracker_options = options("tracker")
-    if tracker_options is None:
-        skip("tracker", "seedcast tracker is not built yet")
-    else:
-        processes.append(
-            ProcessSpec(
-                "tracker",
-                "tracker",
-                _role_argv(
-                    "tracker", tracker_options, config_file, "tracker", config.tracker.listen
-                ),
-                config.tracker.listen,
-                tier=Tier.CORE,
-            )
-        )
-    dns_options = options("dns")
-    if dns_options is None:
-        skip("dns", "seedcast dns is not built yet")
-    else:
-        processes.append(
-            ProcessSpec(
+    processes = [
+        ProcessSpec(
+            "origin",
+            "origin",
+            _role_argv("origin", config_file, "origin", config.origin.listen),
+            config.origin.listen,
+            tier=Tier.CORE,
+        ),
+        ProcessSpec(
+            "tracker",
+            "tracker",
+            _role_argv("tracker", config_file, "tracker", config.tracker.listen),
+            config.tracker.listen,
+            tier=Tier.CORE,
+        ),
+        ProcessSpec(
+            "dns",
+            "dns",
+            _role_argv(
                 "dns",
+                config_file,
                 "dns",
-                _role_argv(
-                    "dns",
-                    dns_options,
-                    config_file,
-                    "dns",
-                    config.dns.listen,
-                    [("--metrics-listen", config.dns.metrics_listen)],
-                ),
                 config.dns.listen,
-                metrics=config.dns.metrics_listen,
-                tier=Tier.NAMES,
+                [("--metrics-listen", config.dns.metrics_listen)],
+            ),
+            config.dns.listen,
+            metrics=config.dns.metrics_listen,
+            tier=Tier.NAMES,
+        ),
+    ]
+    skipped: list[str] = []
+    for edge in config.edges:
+        processes.append(
+            ProcessSpec(
+                "edge",
+                edge.name,
+                _role_argv("edge", config_file, edge.name, edge.listen),
+                edge.listen,
+                tier=Tier.EDGES,
+                region=edge.region,
             )
         )
-    edge_options = options("edge")
-    if edge_options is None:
-        if config.edges:
-            skip(f"{len(config.edges)} edge(s)", "seedcast edge is not built yet")
-    else:
-        for edge in config.edges:
-            processes.append(
-                ProcessSpec(
-                    "edge",
-                    edge.name,
-                    _role_argv("edge", edge_options, config_file, edge.name, edge.listen),
-                    edge.listen,
-                    tier=Tier.EDGES,
-                    region=edge.region,
-                )
-            )
-    peer_options = options("peer")
-    viewers = config.peers.count
     torrent = published_torrent(config)
-    if peer_options is None:
-        skip("seeding peer and viewers", "seedcast peer is not built yet")
+    if torrent is None:
+        skipped.append(
+            f"seeding peer: skipped (no published video {config.origin.sample_id!r} to seed)"
+        )
     else:
-        if torrent is None:
-            skip("seeding peer", f"no published video {config.origin.sample_id!r} to seed")
-        else:
-            processes.append(
-                _peer_spec(config, config_file, peer_options, 1, "seed", "peer", torrent=torrent)
+        processes.append(_peer_spec(config, config_file, 1, "seed", "peer", torrent=torrent))
+    regions = config.peers.regions or tuple(region.name for region in config.regions)
+    for index in range(1, config.peers.count + 1):
+        region = regions[(index - 1) % len(regions)] if regions else ""
+        processes.append(
+            _peer_spec(
+                config,
+                config_file,
+                index + 1,
+                f"viewer-{index}",
+                "viewer",
+                region=region,
+                torrent=torrent,
             )
-        if viewers and "--agent" not in peer_options:
-            skip(f"{viewers} viewer(s)", "seedcast peer has no --agent yet")
-        elif viewers:
-            regions = config.peers.regions or tuple(region.name for region in config.regions)
-            for index in range(1, viewers + 1):
-                region = regions[(index - 1) % len(regions)] if regions else ""
-                processes.append(
-                    _peer_spec(
-                        config,
-                        config_file,
-                        peer_options,
-                        index + 1,
-                        f"viewer-{index}",
-                        "viewer",
-                        region=region,
-                        torrent=torrent,
-                    )
-                )
+        )
     if prometheus:
         spec, why = prometheus_spec(config)
         if spec is None:
-            skip("prometheus", why)
+            skipped.append(f"prometheus: skipped ({why})")
         else:
             processes.append(spec)
     return ClusterPlan(tuple(processes), tuple(skipped))
@@ -258,7 +184,6 @@ def plan_cluster(
 def _peer_spec(
     config: ClusterConfig,
     config_file: Path,
-    peer_options: set[str],
     index: int,
     name: str,
     role: str,
@@ -284,7 +209,7 @@ def _peer_spec(
     return ProcessSpec(
         role,
         name,
-        _role_argv("peer", peer_options, config_file, name, listen, extra),
+        _role_argv("peer", config_file, name, listen, extra),
         agent if role == "viewer" else listen,
         metrics=agent,
         tier=Tier.PEERS,
@@ -294,12 +219,12 @@ def _peer_spec(
 
 def published_torrent(config: ClusterConfig) -> Path | None:
     """The .torrent of the sample video in the library (else of any video), if published."""
-    try:
-        from seedcast.origin.library import Library
+    from seedcast.origin.library import Library
 
-        library = Library.for_data_dir(config.data_dir)
+    library = Library.for_data_dir(config.data_dir)
+    try:
         videos = library.read_index_or_empty().videos
-    except Exception:  # no origin package yet, or an unreadable library
+    except Exception:  # an unreadable index: no seeder (the origin says what is wrong)
         return None
     entry = videos.get(config.origin.sample_id)
     if entry is None and videos:

@@ -158,29 +158,3 @@ def test_no_process_outlives_the_run(small_run: tuple[Path, Path, list[dict[str,
     for record in records:
         assert record["pids"]
         assert not [pid for pid in record["pids"] if _alive(pid)]
-
-
-async def test_a_capped_client_pays_every_received_byte_into_its_bucket() -> None:
-    import trio
-    from seedcast.bench._streaming_viewers import CappedHttpClient
-    from seedcast.http11 import HttpServer, Request, Response
-    from seedcast.ratelimit import TokenBucket
-
-    body = bytes(range(256)) * 1200
-
-    async def handler(request: Request) -> Response:
-        return Response(200, [("Content-Type", "application/octet-stream")], body)
-
-    server = HttpServer(handler)
-    bucket = TokenBucket(64 * 1024 * 1024)
-    async with trio.open_nursery() as nursery:
-        ((host, port),) = await nursery.start(server.serve, ["127.0.0.1:0"])
-        async with CappedHttpClient(download=bucket) as client:
-            response = await client.request("GET", f"http://{host}:{port}/a")
-            assert response.content == body
-            async with client.stream("GET", f"http://{host}:{port}/b") as streamed:
-                chunks = [chunk async for chunk in streamed.iter_bytes()]
-            assert b"".join(chunks) == body
-        assert client.received == 2 * len(body)
-        assert bucket.statistics().bytes_consumed == 2 * len(body)
-        nursery.cancel_scope.cancel()

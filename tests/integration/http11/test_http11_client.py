@@ -18,6 +18,8 @@ from seedcast.errors import (
     RemoteProtocolError,
 )
 from seedcast.http11 import HttpClient, Request, Response, Router
+from seedcast.ratelimit import TokenBucket
+from seedcast.units import MiB
 
 
 def _where_router() -> Router:
@@ -75,6 +77,19 @@ async def test_streamed_bodies_both_ways(start_server: Start) -> None:
                 size += len(chunk)
         assert size == 64 * 16384
         assert client.statistics().connections_opened == 1  # reused after a full read
+
+
+async def test_download_limit_pays_for_every_body_byte(start_server: Start) -> None:
+    _, (host, port) = await start_server(_where_router())
+    limit = TokenBucket(4 * MiB)  # starts empty: 1 MiB of body has to wait for tokens
+    async with HttpClient(download_limit=limit) as client:
+        response = await client.request("GET", f"http://{host}:{port}/big")
+        assert len(response.content) == 64 * 16384
+        async with client.stream("GET", f"http://{host}:{port}/hello") as streamed:
+            hello = b"".join([chunk async for chunk in streamed.iter_bytes()])
+    statistics = limit.statistics()
+    assert statistics.bytes_consumed == 64 * 16384 + len(hello)  # bodies, not heads
+    assert statistics.seconds_waited > 0
 
 
 async def test_leaving_a_stream_early_closes_its_connection(start_server: Start) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import trio
 from seedcast.origin.library import Library
-from seedcast.origin.server import OriginApp, serve
+from seedcast.origin.server import INDEX_RECHECK_SECONDS, OriginApp, serve
 from seedcast.origin.testing import SEGMENT_SIZE, config_for, segment_bytes, write_synthetic_video
 from seedcast.origin.testing import SYNTHETIC_VERSION as VERSION
 
@@ -281,6 +281,25 @@ async def test_renamed_video_answers_301(origin: Origin) -> None:
     assert (await origin.get("/movie")).header("location") == "/film/"
     assert (await origin.get("/film/manifest.mpd")).status == 200
     assert (await origin.get("/film")).status == 302
+
+
+async def test_a_served_video_renamed_is_noticed_within_the_recheck_window(
+    origin: Origin,
+) -> None:
+    now = [1000.0]
+    origin.app.clock = lambda: now[0]
+    first = await origin.get("/movie/manifest.mpd")
+    again = await origin.get("/movie/manifest.mpd")  # from the prepared response
+    assert (first.status, again.status) == (200, 200)
+    assert again.body == first.body
+    assert [h for h in again.headers if h[0].lower() != "date"] == [
+        h for h in first.headers if h[0].lower() != "date"
+    ]
+    origin.library.rename("movie", "film", retorrent=lambda folder, new_id: ("movie.torrent", ""))
+    now[0] += INDEX_RECHECK_SECONDS + 0.001  # well within the 1 s file re-check
+    moved = await origin.get("/movie/manifest.mpd")
+    assert (moved.status, moved.header("location")) == (301, "/film/manifest.mpd")
+    assert (await origin.get("/film/manifest.mpd")).body == first.body
 
 
 @pytest.mark.parametrize(

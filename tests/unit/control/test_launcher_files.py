@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,29 +81,19 @@ def test_junk_state_reads_as_none(tmp_path: Path, junk: str) -> None:
 TORRENT = Path("/data/library/sample/sample.torrent")
 
 
-def _fake_roles(
+def _plan(
     monkeypatch: pytest.MonkeyPatch,
-    available: dict[str, set[str] | None],
+    config: ClusterConfig,
+    *,
     torrent: Path | None = TORRENT,
-) -> None:
-    monkeypatch.setattr(plan_module, "role_options", lambda command: available.get(command))
+    prometheus: bool = False,
+) -> plan_module.ClusterPlan:
     monkeypatch.setattr(plan_module, "published_torrent", lambda config: torrent)
+    return plan_cluster(config, Path("/run/cluster.toml"), prometheus=prometheus)
 
 
 def test_plan_of_a_full_cluster(monkeypatch: pytest.MonkeyPatch, config: ClusterConfig) -> None:
-    common = {"--name", "--listen"}
-    _fake_roles(
-        monkeypatch,
-        {
-            "origin": common,
-            "edge": common,
-            "dns": common | {"--metrics-listen"},
-            "tracker": common,
-            "peer": common
-            | {"--agent", "--agent-listen", "--seed", "--torrent", "--tracker", "--metrics"},
-        },
-    )
-    plan = plan_cluster(config, Path("/run/cluster.toml"))
+    plan = _plan(monkeypatch, config)
     names = [spec.name for spec in plan.processes]
     assert names == [
         "origin",
@@ -123,7 +114,6 @@ def test_plan_of_a_full_cluster(monkeypatch: pytest.MonkeyPatch, config: Cluster
     assert edge.argv[3:6] == ("edge", "--config", "/run/cluster.toml")
     assert edge.tier is Tier.EDGES
     assert edge.region == "us"
-    assert "--config" in edge.argv
     viewer = by_name["viewer-1"]
     assert viewer.role == "viewer"
     assert viewer.address == "127.0.40.2:8081"
@@ -137,36 +127,41 @@ def test_plan_of_a_full_cluster(monkeypatch: pytest.MonkeyPatch, config: Cluster
     assert by_name["dns"].metrics == "127.0.53.1:9153"
 
 
-def test_plan_skips_missing_roles_and_options(
+def test_every_planned_command_line_parses(
     monkeypatch: pytest.MonkeyPatch, config: ClusterConfig
 ) -> None:
-    _fake_roles(monkeypatch, {"origin": {"--name"}, "peer": {"--listen"}})
-    plan = plan_cluster(config, Path("/run/cluster.toml"))
-    assert [spec.name for spec in plan.processes] == ["origin", "seed"]
-    assert "--listen" not in plan.processes[0].argv  # the origin has no --listen here
-    assert any("viewer" in line and "--agent" in line for line in plan.skipped)
-    assert any(line.startswith("2 edge(s): skipped") for line in plan.skipped)
-    assert any(line.startswith("dns: skipped") for line in plan.skipped)
+    """The plan names options without asking the roles: the real CLI must accept them all."""
+    from seedcast.cli import build_parser
+
+    plan = _plan(monkeypatch, config)
+    for spec in plan.processes:
+        assert spec.argv[:3] == (sys.executable, "-m", "seedcast")
+        arguments = list(spec.argv[3:])
+        parser, runners = build_parser(arguments)
+        args = parser.parse_args(arguments)  # a wrong option exits 2 here
+        assert args.command == arguments[0]
+        assert runners[args.command] is not None, spec.name
+        assert args.name == spec.name
 
 
 def test_plan_without_a_published_video_has_no_seeder(
     monkeypatch: pytest.MonkeyPatch, config: ClusterConfig
 ) -> None:
-    _fake_roles(monkeypatch, {"peer": {"--listen"}}, torrent=None)
-    plan = plan_cluster(config, Path("/run/cluster.toml"))
-    assert plan.processes == ()
+    plan = _plan(monkeypatch, config, torrent=None)
+    assert "seed" not in [spec.name for spec in plan.processes]
     assert any("no published video" in line for line in plan.skipped)
+    viewer = next(spec for spec in plan.processes if spec.role == "viewer")
+    assert "--torrent" not in viewer.argv  # viewers then fetch from the CDN only
 
 
 def test_plan_says_when_prometheus_is_missing(
     monkeypatch: pytest.MonkeyPatch, config: ClusterConfig
 ) -> None:
-    _fake_roles(monkeypatch, {})
     config = dataclasses.replace(
         config, prometheus=dataclasses.replace(config.prometheus, binary="no-such-prometheus")
     )
-    plan = plan_cluster(config, Path("/run/cluster.toml"), prometheus=True)
-    assert plan.processes == ()
+    plan = _plan(monkeypatch, config, prometheus=True)
+    assert "prometheus" not in [spec.role for spec in plan.processes]
     assert any(re.search(r"prometheus: skipped .*not installed", line) for line in plan.skipped)
 
 
