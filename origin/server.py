@@ -371,7 +371,8 @@ class OriginApp:
             return self._finish(_not_found())
         if isinstance(state, PathRefused):
             return self._finish(self._refuse(state, request))
-        if len(self._paths) < MAX_CACHED_FILES:
+        if "%" not in request.raw_path and len(self._paths) < MAX_CACHED_FILES:
+            # Only plain spellings: escaped ones (any number per file) take the slow path.
             self._paths[request.raw_path] = state
         return self._answer_file(request, state)
 

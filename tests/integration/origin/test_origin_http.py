@@ -302,6 +302,13 @@ async def test_a_served_video_renamed_is_noticed_within_the_recheck_window(
     assert (await origin.get("/film/manifest.mpd")).body == first.body
 
 
+async def test_only_plain_spellings_of_a_path_are_remembered(origin: Origin) -> None:
+    spellings = ["/movie/manifest.mpd", "/movie/manifest%2Empd", "/movie/m%61nifest.mpd"]
+    for target in spellings * 2:
+        assert (await origin.get(target)).status == 200
+    assert list(origin.app._paths) == ["/movie/manifest.mpd"]  # the memory bound holds
+
+
 @pytest.mark.parametrize(
     "target",
     [
