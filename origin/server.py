@@ -355,11 +355,10 @@ class OriginApp:
         return state
 
     def _forget(self, key: tuple[str, str]) -> None:
-        """Drop a file's state and the raw paths that led to it."""
+        """Drop a file's state; raw paths still naming it fail the hot path's freshness check."""
         old = self._files.pop(key, None)
         if old is not None:
-            for raw_path in [raw for raw, state in self._paths.items() if state is old]:
-                del self._paths[raw_path]
+            old.checked_at = -math.inf  # the next request for such a path re-checks and replaces it
 
     def _serve_file(self, request: Request, video_id: str, name: str) -> Response:
         catalog = self.catalog()
