@@ -22,20 +22,16 @@ $(STAMP): pyproject.toml $(wildcard package.json)
 # Byte-compile our sources first: `up` starts ~10 Python processes at once, and
 # without .pyc files (PYTHONDONTWRITEBYTECODE) each would compile them again.
 demo: setup
-	@$(BIN)/python -m compileall -q platform origin edge tracker peer
+	@$(BIN)/python -m compileall -q platform origin edge nameserver tracker peer
 	$(BIN)/seedcast up --demo
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# mypy can't follow setuptools' editable-install hooks, so it checks a tree of
-# links laid out the way the package is installed (seedcast/ -> platform/ + roles).
+# The folders are the import tree (pyproject's mypy_path lists the roots).
 typecheck: setup
-	@rm -rf build/typecheck && mkdir -p build/typecheck/seedcast
-	@for entry in platform/*; do ln -s ../../../$$entry build/typecheck/seedcast/; done
-	@for role in origin edge tracker peer; do ln -s ../../../$$role build/typecheck/seedcast/$$role; done
-	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p seedcast
+	$(BIN)/mypy platform origin edge nameserver tracker peer
 
 test: setup lint typecheck
 	$(BIN)/python -m pytest -q

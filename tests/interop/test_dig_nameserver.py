@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 from seedcast.config import to_toml
-from seedcast.edge.nameserver.testing import example_config
+from seedcast.nameserver.testing import example_config
 
 DIG = shutil.which("dig")
 pytestmark = [
@@ -50,7 +50,7 @@ def section(output: str, name: str) -> list[str]:
 async def server_port(nursery: trio.Nursery) -> int:
     import random
 
-    from seedcast.edge.nameserver.server import NameServer
+    from seedcast.nameserver.server import NameServer
 
     server = NameServer(example_config(), "dig-test", rng=random.Random(1), probe=False)
     addresses = await nursery.start(lambda task_status: server.serve(task_status=task_status))

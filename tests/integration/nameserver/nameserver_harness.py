@@ -12,8 +12,8 @@ import dns.message
 import dns.rdatatype
 import trio
 from seedcast.config import ClusterConfig
-from seedcast.edge.nameserver.server import NameServer
 from seedcast.http11 import HttpServer, Request, Response, Router
+from seedcast.nameserver.server import NameServer
 from seedcast.units import parse_host_port
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import trio
 from nameserver_harness import Running, TinyEdge, start_edge, start_nameserver
 from seedcast.config import config_from_mapping
-from seedcast.edge.nameserver.health import EdgeState
-from seedcast.edge.nameserver.testing import example_mapping
+from seedcast.nameserver.health import EdgeState
+from seedcast.nameserver.testing import example_mapping
 
 ORIGIN = "127.0.10.1"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import trio
 from nameserver_harness import Running, start_nameserver
-from seedcast.edge.nameserver.testing import example_config
 from seedcast.errors import ReadTimeout
+from seedcast.nameserver.testing import example_config
 from seedcast.resolver import NameNotFound, NoAnswer, ServerFailure, StubResolver
 
 

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
+from seedcast.agent.scheduler import SchedulerSettings
+from seedcast.agent.server import Agent, AgentSettings
+from seedcast.agent.sources import CdnClient
 from seedcast.edge.ranges import parse_range, resolve
 from seedcast.http11 import HttpClient, HttpServer, Request, Response, Router
 from seedcast.origin.testing import MANIFEST
-from seedcast.peer.agent import Agent, AgentSettings
-from seedcast.peer.agent_scheduler import SchedulerSettings
 from seedcast.peer.metainfo import Metainfo, create_torrent
-from seedcast.peer.sources import CdnClient
 from seedcast.peer.storage import Storage
 from seedcast.peer.swarm import Swarm, SwarmSettings
 

@@ -18,10 +18,10 @@ from agent_harness import (
     running_tracker,
     wait_until,
 )
+from seedcast.agent.scheduler import SchedulerSettings
+from seedcast.agent.server import Agent, open_agent_for
 from seedcast.config import default_config
 from seedcast.http11 import HttpClient
-from seedcast.peer.agent import Agent, open_agent_for
-from seedcast.peer.agent_scheduler import SchedulerSettings
 from seedcast.peer.storage import Storage
 from seedcast.player.abr import make_abr
 from seedcast.player.session import PlayerOptions, play

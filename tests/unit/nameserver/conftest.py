@@ -9,8 +9,8 @@ from typing import Any
 import dns.message
 import pytest
 from seedcast.config import ClusterConfig
-from seedcast.edge.nameserver.answerer import Answerer, Transport
-from seedcast.edge.nameserver.testing import example_config
+from seedcast.nameserver.answerer import Answerer, Transport
+from seedcast.nameserver.testing import example_config
 
 Ask = Callable[..., dns.message.Message]
 

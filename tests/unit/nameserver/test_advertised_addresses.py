@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 from seedcast.config import default_config
-from seedcast.edge.nameserver.commands import resolve_advertised_names
-from seedcast.edge.nameserver.policies import advertised_host, edges_from_config
 from seedcast.errors import ConfigError
+from seedcast.nameserver.commands import resolve_advertised_names
+from seedcast.nameserver.policies import advertised_host, edges_from_config
 
 
 def test_answers_use_the_public_url_when_set() -> None:

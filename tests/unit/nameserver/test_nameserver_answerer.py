@@ -17,9 +17,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 from seedcast.config import ClusterConfig
-from seedcast.edge.nameserver.answerer import Answerer, Transport
-from seedcast.edge.nameserver.health import EdgeState
-from seedcast.edge.nameserver.testing import example_config
+from seedcast.nameserver.answerer import Answerer, Transport
+from seedcast.nameserver.health import EdgeState
+from seedcast.nameserver.testing import example_config
 
 Ask = Callable[..., dns.message.Message]
 EU_EDGES = {"127.0.20.1", "127.0.20.3"}

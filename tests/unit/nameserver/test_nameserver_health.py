@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from seedcast.edge.nameserver.health import EdgeState, HealthTracker
+from seedcast.nameserver.health import EdgeState, HealthTracker
 
 
 def test_first_good_probe_brings_an_edge_up() -> None:

@@ -11,8 +11,8 @@ import dns.rcode
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from seedcast.edge.nameserver.answerer import Answerer, Transport
-from seedcast.edge.nameserver.testing import example_config
+from seedcast.nameserver.answerer import Answerer, Transport
+from seedcast.nameserver.testing import example_config
 
 ANSWERER = Answerer(example_config(rate_limit=0.0), rng=random.Random(1))
 VALID = [

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from seedcast.config import RegionConfig, SteeredName
-from seedcast.edge.nameserver.health import HealthTracker
-from seedcast.edge.nameserver.policies import (
+from seedcast.nameserver.health import HealthTracker
+from seedcast.nameserver.policies import (
     Edge,
     Locator,
     Steering,

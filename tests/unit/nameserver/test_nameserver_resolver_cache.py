@@ -7,8 +7,8 @@ import random
 import dns.message
 import dns.name
 import dns.rdatatype
-from seedcast.edge.nameserver.answerer import Answerer, Transport
-from seedcast.edge.nameserver.testing import example_config
+from seedcast.nameserver.answerer import Answerer, Transport
+from seedcast.nameserver.testing import example_config
 from seedcast.resolver import EntryKind, ResolverCache
 
 A = dns.rdatatype.A

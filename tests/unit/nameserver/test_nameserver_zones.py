@@ -11,10 +11,10 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from seedcast.config import ZoneConfig, config_from_mapping
-from seedcast.edge.nameserver.answerer import Answerer, Transport
-from seedcast.edge.nameserver.testing import example_mapping
-from seedcast.edge.nameserver.zones import Found, load_zones, zone_config_from_file
 from seedcast.errors import ConfigError
+from seedcast.nameserver.answerer import Answerer, Transport
+from seedcast.nameserver.testing import example_mapping
+from seedcast.nameserver.zones import Found, load_zones, zone_config_from_file
 
 MASTER_FILE = """$ORIGIN example.test.
 $TTL 600

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from seedcast.errors import ConfigError
-from seedcast.peer.agent_scheduler import (
+from seedcast.agent.scheduler import (
     SchedulerSettings,
     StreamScheduler,
     TimedFile,
     Timeline,
     TorrentLayout,
 )
+from seedcast.agent.sources import PieceCutter, PieceSlot
+from seedcast.errors import ConfigError
 from seedcast.peer.metainfo import Metainfo, create_torrent
-from seedcast.peer.sources import PieceCutter, PieceSlot
 
 PIECE = 16 * 1024
 # Segment sizes: 3 pieces and a bit (4 pieces, the last padded).

@@ -1,1 +1,0 @@
-"""CDN edge: caching reverse proxy; nameserver: the authoritative DNS that picks edges."""

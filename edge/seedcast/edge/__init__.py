@@ -1,0 +1,1 @@
+"""CDN edge: the caching reverse proxy (the DNS that picks edges is seedcast.nameserver)."""

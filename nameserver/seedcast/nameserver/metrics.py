@@ -1,0 +1,142 @@
+"""Prometheus families for the nameserver, built from statistics snapshots at scrape time.
+
+Names: ``seedcast_dns_<what>_<unit>``. Queries by qtype and rcode, answers by
+policy and edge, rate-limited responses, health state and load per edge,
+probe results, the answer-cache, TCP connections and a latency histogram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from seedcast.nameserver.health import EdgeHealth, EdgeState
+from seedcast.nameserver.statistics import AnswererStatistics, HistogramSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class NameServerSnapshot:
+    answerer: AnswererStatistics
+    health: list[EdgeHealth]
+    latency: HistogramSnapshot
+    tcp_connections: int
+    tcp_connections_total: int
+    udp_send_errors: int
+
+
+def families(snapshot: NameServerSnapshot) -> Iterable[Metric]:
+    stats = snapshot.answerer
+    queries = CounterMetricFamily(
+        "seedcast_dns_queries", "DNS responses by query type and rcode", labels=["qtype", "rcode"]
+    )
+    for (qtype, rcode), count in sorted(stats.queries.items()):
+        queries.add_metric([qtype, rcode], count)
+    yield queries
+
+    answers = CounterMetricFamily(
+        "seedcast_dns_answers",
+        "Edge addresses handed out, by policy and edge",
+        labels=["policy", "edge"],
+    )
+    for (policy, edge), count in sorted(stats.answers.items()):
+        answers.add_metric([policy, edge], count)
+    yield answers
+
+    limited = CounterMetricFamily(
+        "seedcast_dns_rate_limited", "Rate-limited UDP responses by action", labels=["action"]
+    )
+    for action in ("dropped", "slipped"):
+        limited.add_metric([action], stats.rate_limited.get(action, 0))
+    yield limited
+
+    dropped = CounterMetricFamily(
+        "seedcast_dns_dropped", "Packets not answered, by reason", labels=["reason"]
+    )
+    for reason in ("short", "response", "rate-limited"):
+        dropped.add_metric([reason], stats.dropped.get(reason, 0))
+    yield dropped
+
+    yield CounterMetricFamily(
+        "seedcast_dns_truncated",
+        "Responses sent truncated (TC) because they did not fit",
+        value=stats.truncated,
+    )
+    yield CounterMetricFamily(
+        "seedcast_dns_answer_cache_hits",
+        "Queries answered from the rendered-answer cache",
+        value=stats.cache_hits,
+    )
+    yield CounterMetricFamily(
+        "seedcast_dns_answer_cache_misses",
+        "Queries answered by the full dnspython path",
+        value=stats.cache_misses,
+    )
+    yield GaugeMetricFamily(
+        "seedcast_dns_answer_cache_entries", "Rendered answers cached", value=stats.cache_entries
+    )
+
+    healthy = GaugeMetricFamily(
+        "seedcast_dns_edge_healthy", "1 when the edge is up by its health checks", labels=["edge"]
+    )
+    state = GaugeMetricFamily(
+        "seedcast_dns_edge_state", "Health state of each edge (one-hot)", labels=["edge", "state"]
+    )
+    load = GaugeMetricFamily(
+        "seedcast_dns_edge_load", "Last load figure reported by each edge", labels=["edge"]
+    )
+    probes = CounterMetricFamily(
+        "seedcast_dns_health_probes", "Health probes by edge and result", labels=["edge", "result"]
+    )
+    for health in snapshot.health:
+        healthy.add_metric([health.edge], 1.0 if health.state is EdgeState.UP else 0.0)
+        for candidate in EdgeState:
+            state.add_metric(
+                [health.edge, candidate.name.lower()], 1.0 if health.state is candidate else 0.0
+            )
+        if health.load is not None:
+            load.add_metric([health.edge], health.load)
+        probes.add_metric([health.edge, "ok"], health.probes - health.failures)
+        probes.add_metric([health.edge, "failed"], health.failures)
+    yield healthy
+    yield state
+    yield load
+    yield probes
+
+    latency = snapshot.latency
+    buckets: list[tuple[str, float]] = []
+    cumulative = 0
+    for bound, count in zip((*latency.bounds, float("inf")), latency.counts, strict=True):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+    histogram = HistogramMetricFamily(
+        "seedcast_dns_query_duration_seconds", "Time to answer one query inside the server"
+    )
+    histogram.add_metric([], buckets, latency.total)
+    yield histogram
+
+    yield GaugeMetricFamily(
+        "seedcast_dns_tcp_connections",
+        "Open DNS-over-TCP connections",
+        value=snapshot.tcp_connections,
+    )
+    yield CounterMetricFamily(
+        "seedcast_dns_tcp_connections_accepted",
+        "DNS-over-TCP connections accepted",
+        value=snapshot.tcp_connections_total,
+    )
+    yield CounterMetricFamily(
+        "seedcast_dns_udp_send_errors",
+        "UDP responses the kernel would not take",
+        value=snapshot.udp_send_errors,
+    )
+
+
+def producer(snapshot: Callable[[], NameServerSnapshot]) -> Callable[[], Iterable[Metric]]:
+    """For :class:`seedcast.metrics.StatisticsCollector`."""
+    return lambda: families(snapshot())

@@ -1,1 +1,0 @@
-"""BitTorrent peer: metainfo, wire protocol, picker, choker, storage, swarm, viewer agent."""

@@ -1,0 +1,1 @@
+"""BitTorrent peer: metainfo, wire protocol, picker, choker, storage, swarm (the viewer agent is seedcast.agent)."""

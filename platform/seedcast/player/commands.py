@@ -1,0 +1,112 @@
+"""``seedcast play URL``: the headless player from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import trio
+from seedcast.config import ClusterConfig
+from seedcast.errors import UsageError
+from seedcast.player.abr import ABR_RULES, make_abr
+from seedcast.player.session import PlayerOptions, PlayerReport, play
+from seedcast.units import parse_host_port
+
+
+def configure_play(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "url", help="manifest URL, e.g. http://video.netcinema.test/sample/manifest.mpd"
+    )
+    parser.add_argument("--abr", choices=sorted(ABR_RULES), default="throughput", help="ABR rule")
+    parser.add_argument("--seconds", type=float, default=None, help="stop after S seconds of media")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object with the QoE figures"
+    )
+    parser.add_argument(
+        "--via-peer",
+        action="store_true",
+        help="stream through a viewer agent started in this process (joins the swarm)",
+    )
+    parser.add_argument(
+        "--dns",
+        metavar="HOST:PORT",
+        default=None,
+        help="Seedcast DNS server for names in the URL (default: the config's dns.server)",
+    )
+    parser.add_argument(
+        "--local-address",
+        metavar="ADDRESS",
+        default=None,
+        help="source address for the player's connections (a viewer address in its region)",
+    )
+    parser.add_argument(
+        "--max-buffer", type=float, default=20.0, help="seconds buffered ahead at most"
+    )
+
+
+def run_play(args: argparse.Namespace, config: ClusterConfig) -> int:
+    dns_server = args.dns or config.dns.server
+    try:
+        parse_host_port(dns_server, default_port=53)
+    except ValueError as error:
+        raise UsageError(f"--dns: {error}") from None
+    if args.seconds is not None and args.seconds <= 0:
+        raise UsageError("--seconds must be positive")
+    options = PlayerOptions(
+        seconds=args.seconds, max_buffer_seconds=args.max_buffer, local_address=args.local_address
+    )
+    report = trio.run(_play, args, config, options, dns_server)
+    if args.json:
+        json.dump(report.as_json(), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        _print_summary(report)
+    return 0
+
+
+async def _play(
+    args: argparse.Namespace, config: ClusterConfig, options: PlayerOptions, dns_server: str
+) -> PlayerReport:
+    from seedcast.http11 import HttpClient
+    from seedcast.resolver import StubResolver
+
+    resolver = StubResolver(dns_server, local_address=args.local_address)
+    client = HttpClient(connect_timeout=3.0, read_timeout=10.0)
+    url = args.url
+    try:
+        if args.via_peer:
+            from seedcast.agent.server import open_agent_for
+
+            async with open_agent_for(
+                url, config, resolver=resolver, local_address=args.local_address
+            ) as agent_url:
+                return await play(agent_url, make_abr(args.abr), client, options=options)
+        return await play(
+            url, make_abr(args.abr), client, options=options, resolve=resolver.resolve_address
+        )
+    finally:
+        await client.aclose()
+
+
+def _print_summary(report: PlayerReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"seedcast play {report.url}", show_header=False)
+    startup = "-" if report.startup_delay_s is None else f"{report.startup_delay_s:.2f} s"
+    rows = [
+        ("ABR", report.abr),
+        ("played", f"{report.played_seconds:.1f} s in {report.segments} segments"),
+        ("startup delay", startup),
+        ("stalls", f"{report.stall_count} ({report.stall_seconds:.2f} s)"),
+        ("average bitrate", f"{report.avg_bitrate_kbps:.0f} kbit/s"),
+        ("switches", str(report.switches)),
+        (
+            "bytes from peers / edges / origin",
+            f"{report.bytes_from_peers} / {report.bytes_from_edges} / {report.bytes_from_origin}",
+        ),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
