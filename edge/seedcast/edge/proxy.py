@@ -54,11 +54,8 @@ from seedcast.edge.caching import (
     decide,
     describe_request,
     end_to_end,
-    format_http_date,
     header_value,
-    if_range_matches,
     merge_not_modified,
-    not_modified_for,
     not_modified_matches,
     stale_on_error_allowed,
     storability,
@@ -67,7 +64,6 @@ from seedcast.edge.caching import (
     vary_names,
 )
 from seedcast.edge.guard import HostRules, check_request
-from seedcast.edge.ranges import parse_range, resolve
 from seedcast.edge.segments import next_segment_target
 from seedcast.edge.statistics import (
     CacheResult,
@@ -84,6 +80,14 @@ from seedcast.errors import (
     TransportError,
 )
 from seedcast.http11 import FileBody, Headers, HttpClient, Request, Response
+from seedcast.http11.semantics import (
+    Span,
+    Unsatisfiable,
+    http_date,
+    parse_http_date,
+    preconditions,
+    range_answer,
+)
 from seedcast.ratelimit import TokenBucket
 from seedcast.units import KiB, MiB
 
@@ -123,6 +127,8 @@ _CACHING_FIELDS = frozenset(
         "range",
         "if-none-match",
         "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
         "if-range",
     }
 )
@@ -455,18 +461,14 @@ class Edge:
         headers = self._cached_headers(obj, result, age)
         if self.settings.prefetch_next and obj.status == 200:
             self._prefetch_after(obj.primary, request.headers.items())
-        if caching_fields:
+        if caching_fields and obj.status == 200:
             # Conditionals and ranges (only looked at when the request has such fields).
-            request_headers = request.headers
-            if (
-                "if-none-match" in request_headers or "if-modified-since" in request_headers
-            ) and not_modified_for(request_headers.items(), obj.headers, obj.status):
-                return Response(304, headers)
-            range_value = request_headers.get("range")
-            if range_value is not None and obj.status == 200:
-                ranged = self._cached_range(request, obj, result, age, range_value)
-                if ranged is not None:
-                    return ranged
+            etag, last_modified = obj.policy.etag, parse_http_date(obj.policy.last_modified)
+            answer = _viewer_answer(request, etag, last_modified, obj.length)
+            if isinstance(answer, int):
+                return _conditional_response(answer, headers)
+            if answer is not None:
+                return self._cached_range(request, obj, headers, answer)
         body: bytes | FileBody
         if obj.memory is not None and self.bucket is None:
             # The common hit: one Response object per (copy, result, age) serves them all.
@@ -518,28 +520,21 @@ class Edge:
         return response
 
     def _cached_range(
-        self, request: Request, obj: CachedObject, result: CacheResult, age: str, value: str
-    ) -> Response | None:
-        byte_range = parse_range(value)
-        if byte_range is None or not if_range_matches(request.headers.items(), obj.headers):
-            return None
-        span = resolve(byte_range, obj.length)
-        base = [pair for pair in self._cached_headers(obj, result, age).items()
-                if pair[0].lower() != "content-length"]  # fmt: skip
-        if span is None:
-            base.append(("Content-Range", f"bytes */{obj.length}"))
+        self, request: Request, obj: CachedObject, headers: Headers, answer: Span | Unsatisfiable
+    ) -> Response:
+        base = [pair for pair in headers.items() if pair[0].lower() != "content-length"]
+        base.append(("Content-Range", answer.content_range()))
+        if isinstance(answer, Unsatisfiable):
             return Response(416, base, b"")
-        base.append(("Content-Range", span.content_range()))
-        base.append(("Content-Length", str(span.length)))
+        base.append(("Content-Length", str(answer.length)))
         body: bytes | memoryview | FileBody
         if obj.memory is not None:
-            body = memoryview(obj.memory)[span.start : span.end]
+            body = memoryview(obj.memory)[answer.start : answer.end]
         elif obj.disk_path is not None:
-            body = FileBody(obj.disk_path, span.start, span.length, throttle=self._throttle())
-        else:
-            return None
-        now = self.clock()
-        self._count_out(span.length if request.method == "GET" else 0, now, from_cache=True)
+            body = FileBody(obj.disk_path, answer.start, answer.length, throttle=self._throttle())
+        else:  # pragma: no cover - callers check has_body after every await
+            return self._local(503, "the cached copy went away; try again")
+        self._count_out(answer.length, self.clock(), from_cache=True)
         if self.bucket is not None and not isinstance(body, FileBody):
             return Response(206, base, self._throttled(bytes(body)))
         return Response(206, base, body)
@@ -692,26 +687,21 @@ class Edge:
         status = fill.status
         total = fill.content_length
         if fill.status == 200:
-            request_pairs = request.headers.items()
-            if (
-                "if-none-match" in request.headers or "if-modified-since" in request.headers
-            ) and not_modified_for(request_pairs, fill.headers, 200):
-                return Response(304, headers)
-            range_value = request.headers.get("range")
-            if range_value is not None and total is not None:
-                byte_range = parse_range(range_value)
-                if byte_range is not None and if_range_matches(request_pairs, fill.headers):
-                    span = resolve(byte_range, total)
-                    if span is None:
-                        headers.append(("Content-Range", f"bytes */{total}"))
-                        return Response(416, headers, b"")
-                    headers.append(("Content-Range", span.content_range()))
-                    headers.append(("Content-Length", str(span.length)))
-                    length = span.length if request.method == "GET" else 0
-                    self._count_out(length, self.clock(), from_cache=False)
-                    return Response(
-                        206, headers, self._throttled_stream(fill, span.start, span.end)
-                    )
+            etag = header_value(fill.headers, "etag")
+            last_modified = parse_http_date(header_value(fill.headers, "last-modified"))
+            answer = _viewer_answer(request, etag, last_modified, total)
+            if isinstance(answer, int):
+                return _conditional_response(answer, headers)
+            if isinstance(answer, Unsatisfiable):
+                headers.append(("Content-Range", answer.content_range()))
+                return Response(416, headers, b"")
+            if answer is not None:
+                headers.append(("Content-Range", answer.content_range()))
+                headers.append(("Content-Length", str(answer.length)))
+                self._count_out(answer.length, self.clock(), from_cache=False)
+                return Response(
+                    206, headers, self._throttled_stream(fill, answer.start, answer.end)
+                )
         if total is not None:
             headers.append(("Content-Length", str(total)))
         if request.method == "HEAD":
@@ -1060,6 +1050,25 @@ class _EmptyStream:
         raise StopAsyncIteration
 
 
+def _viewer_answer(
+    request: Request, etag: str | None, last_modified: float | None, total: int | None
+) -> int | Span | Unsatisfiable | None:
+    """The viewer's own conditionals (304/412), then its Range (when the length is known)."""
+    get = request.headers.get
+    status = preconditions(request.method, get, etag, last_modified)
+    if status is not None or total is None:
+        return status
+    return range_answer(request.method, get, etag, last_modified, total)
+
+
+def _conditional_response(status: int, headers: Headers | list[tuple[str, str]]) -> Response:
+    """304 keeps the representation's headers; 412 is an empty answer."""
+    if status == 304:
+        return Response(304, headers)
+    kept = [pair for pair in Headers(headers).items() if pair[0].lower() != "content-length"]
+    return Response(412, kept, b"")
+
+
 def _content_length(headers: HeaderPairs) -> int | None:
     value = header_value(headers, "content-length")
     if value is None:
@@ -1076,7 +1085,7 @@ def _storable_headers(upstream: HeaderPairs, response_time: float) -> list[tuple
         (name, value) for name, value in end_to_end(upstream) if name.lower() not in _NOT_STORED
     ]
     if header_value(stored, "date") is None:
-        stored.append(("Date", format_http_date(response_time)))
+        stored.append(("Date", http_date(response_time)))
     return stored
 
 

@@ -66,6 +66,7 @@ from seedcast.agent.sources import source_of as response_source
 from seedcast.config import ClusterConfig
 from seedcast.errors import RemoteProtocolError
 from seedcast.http11 import FileBody, Headers, HttpClient, HttpServer, Request, Response, Router
+from seedcast.http11.semantics import Unsatisfiable, parse_content_range, parse_range, resolve
 from seedcast.peer.metainfo import Metainfo
 from seedcast.peer.storage import Storage
 from seedcast.peer.swarm import PieceCompleted, Swarm, SwarmSettings
@@ -487,9 +488,9 @@ class VideoSession:
 def _skip_for(status: int, headers: Headers, run: EdgeRun) -> int:
     """Bytes to drop before the run's first byte, from the response's status and Content-Range."""
     if status == 206:
-        content_range = headers.get("content-range") or ""
-        match = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)$", content_range.strip())
-        if match is None or int(match.group(1)) != run.file_start:
+        content_range = headers.get("content-range")
+        parsed = parse_content_range(content_range)
+        if parsed is None or parsed.first != run.file_start:
             raise RemoteProtocolError(
                 f"unexpected Content-Range {content_range!r} (asked from {run.file_start})",
                 reason="range",
@@ -504,13 +505,11 @@ def _wanted_range(value: str | None, length: int) -> tuple[int, int, bool] | Non
     """(start, end, partial) for a Range header over ``length`` bytes; None = unsatisfiable."""
     if not value:
         return 0, length, False
-    from seedcast.edge.ranges import parse_range, resolve
-
     parsed = parse_range(value)
     if parsed is None:
         return 0, length, False  # ignore what we don't understand (RFC 9110 14.2)
     span = resolve(parsed, length)
-    if span is None:
+    if isinstance(span, Unsatisfiable):
         return None
     return span.start, span.end, True
 
