@@ -88,6 +88,7 @@ from seedcast.http11.semantics import (
     preconditions,
     range_answer,
 )
+from seedcast.provenance import CACHE, SERVED_BY
 from seedcast.ratelimit import TokenBucket
 from seedcast.units import KiB, MiB
 
@@ -134,7 +135,7 @@ _CACHING_FIELDS = frozenset(
 )
 #: Response fields the edge computes per response instead of storing them.
 #: (A stored ``Age`` is kept for the age calculation but never served as is.)
-_NOT_STORED = frozenset({"content-length", "x-cache", "x-served-by", "content-range"})
+_NOT_STORED = frozenset({"content-length", CACHE.lower(), SERVED_BY.lower(), "content-range"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,8 +502,8 @@ class Edge:
             items = [pair for pair in obj.headers if pair[0].lower() != "age"]
             items.append(("Content-Length", str(obj.length)))
             items.append(("Age", age))
-            items.append(("X-Cache", result.value))
-            items.append(("X-Served-By", self._served_by))
+            items.append((CACHE, result.value))
+            items.append((SERVED_BY, self._served_by))
             headers = Headers(items)
             cache[key] = headers
         return headers
@@ -682,8 +683,8 @@ class Edge:
     def _stream_fill(self, request: Request, fill: Fill, result: CacheResult) -> Response:
         self.counters.requests[result] += 1
         headers = list(fill.headers)
-        headers.append(("X-Cache", result.value))
-        headers.append(("X-Served-By", self._served_by))
+        headers.append((CACHE, result.value))
+        headers.append((SERVED_BY, self._served_by))
         status = fill.status
         total = fill.content_length
         if fill.status == 200:
@@ -723,7 +724,7 @@ class Edge:
         ):
             return self._serve_cached(request, stale, CacheResult.STALE, self.clock())
         self.counters.requests[CacheResult.ERROR] += 1
-        return self._local(status, message, [("X-Cache", CacheResult.ERROR.value)])
+        return self._local(status, message, [(CACHE, CacheResult.ERROR.value)])
 
     # -- the upstream fetch -------------------------------------------------------------
     async def _run_fill(self, fill: Fill) -> None:
@@ -930,7 +931,7 @@ class Edge:
         headers = [
             ("Content-Type", "text/plain; charset=utf-8"),
             ("Cache-Control", "no-store"),
-            ("X-Served-By", self._served_by),
+            (SERVED_BY, self._served_by),
             *extra,
         ]
         return Response(status, headers, (message.replace("\n", " ") + "\n").encode())

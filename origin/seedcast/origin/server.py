@@ -63,6 +63,7 @@ from seedcast.origin.serving import (
     decide_file,
     viewer_cookie,
 )
+from seedcast.provenance import SERVED_BY
 
 __all__ = ["OriginApp", "OriginStatistics", "find_dashjs", "serve", "serve_origin_role"]
 
@@ -196,7 +197,7 @@ class OriginApp:
         """Raw request path -> the file it named, for paths already served from this catalog."""
         self._root = str(library.root)
         self._index_path = str(library.index_path)
-        self._served_by = ("X-Served-By", name)
+        self._served_by = (SERVED_BY, name)
         self.router = Router()
         self.router.add("GET", "/", self._home)
         self.router.add("GET", "/healthz", self._healthz)

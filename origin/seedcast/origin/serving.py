@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from seedcast.http11.semantics import Unsatisfiable, http_date, preconditions, range_answer
+from seedcast.provenance import SERVED_BY
 
 __all__ = [
     "CORS_HEADERS",
@@ -48,7 +49,7 @@ MAX_PATH_LENGTH = 1024
 MAX_SEGMENTS = 8
 
 ALLOW = "GET, HEAD, OPTIONS"
-EXPOSED = "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, X-Served-By"
+EXPOSED = f"Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, {SERVED_BY}"
 CORS_HEADERS: tuple[tuple[str, str], ...] = (
     ("Access-Control-Allow-Origin", "*"),
     ("Access-Control-Expose-Headers", EXPOSED),
