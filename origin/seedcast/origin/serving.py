@@ -2,7 +2,7 @@
 
 Everything the origin decides about a request lives here as pure functions of
 the request's method, raw path and headers, the file's facts (size, mtime,
-inode) and ``now``; the trio shell (:mod:`seedcast.origin.server`) only stats
+inode) and ``now``; the shell (:mod:`seedcast.origin.app`) only stats
 files and sends what these functions return.
 
 Paths. :func:`check_target` reads the *raw* request path (before
