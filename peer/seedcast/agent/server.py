@@ -297,7 +297,7 @@ class VideoSession:
         span = self.layout.file(self.manifest_name)
         if span is None or not all(self.swarm.picker.has(index) for index in span.pieces):
             return
-        from seedcast.player.mpd import parse_manifest
+        from seedcast.dash import parse_manifest
 
         try:
             manifest = parse_manifest(self.storage.read_range(span.offset, span.length))

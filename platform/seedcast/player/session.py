@@ -27,10 +27,10 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import trio
+from seedcast.dash import Manifest, Representation, parse_manifest
 from seedcast.errors import RemoteProtocolError, SeedcastError, TransportError
 from seedcast.http11 import Headers, HttpClient
 from seedcast.player.abr import Abr, AbrObservation
-from seedcast.player.mpd import Manifest, Representation, parse_manifest
 from seedcast.player.playback import Playback
 from seedcast.provenance import PEER, SERVED_BY, Source, agent_split, cdn_source
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import trio
+from seedcast.dash import parse_manifest
 from seedcast.http11 import HttpClient
 from seedcast.origin.testing import OriginProcess, make_sample, publish_cli
 from seedcast.player.abr import make_abr
-from seedcast.player.mpd import parse_manifest
 from seedcast.player.session import PlaybackFailed, PlayerOptions, play
 
 pytestmark = pytest.mark.slow
