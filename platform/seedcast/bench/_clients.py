@@ -230,7 +230,7 @@ class _LibtorrentClients:
         self.peers: list[tuple[dict[str, Any], Any]] = []
 
     async def prepare(self) -> None:
-        from seedcast.peer.baseline import LibtorrentPeer
+        from seedcast.testing.libtorrent_peer import LibtorrentPeer
 
         torrent = _read(self.job["torrent"])
         for spec in self.job["clients"]:

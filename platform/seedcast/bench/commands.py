@@ -14,19 +14,19 @@ from seedcast.config import ClusterConfig
 from seedcast.errors import NotReadyError
 
 MODES: dict[str, tuple[str, str]] = {
-    "http": ("seedcast.bench.http_bench", "HTTP core vs nginx and aiohttp, load from wrk"),
-    "origin": ("seedcast.origin.bench", "origin segments/manifest vs nginx; publish vs raw ffmpeg"),
+    "http": ("seedcast.bench.http", "HTTP core vs nginx and aiohttp, load from wrk"),
+    "origin": ("seedcast.bench.origin", "origin segments/manifest vs nginx; publish vs raw ffmpeg"),
     "edge": (
-        "seedcast.edge.bench",
+        "seedcast.bench.edge",
         "edge cache hits vs nginx proxy_cache; eviction policy hit ratio",
     ),
     "dns": (
-        "seedcast.nameserver.bench",
+        "seedcast.bench.dns",
         "DNS vs a dnspython responder and Knot, load from dnsperf",
     ),
-    "swarm": ("seedcast.peer.bench", "BitTorrent swarm vs the bound and libtorrent"),
+    "swarm": ("seedcast.bench.swarm", "BitTorrent swarm vs the bound and libtorrent"),
     "launch": (
-        "seedcast.launcher.bench",
+        "seedcast.bench.launch",
         "time to ready and RSS per process of the default cluster",
     ),
     "distribution": (

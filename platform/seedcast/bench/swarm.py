@@ -15,7 +15,7 @@ What it measures (all in one run, on loopback):
 3. **One-to-one throughput**, uncapped: a seed and a leecher, ours (two
    processes) and libtorrent's (two sessions), in MB/s.
 
-Workers are ``python -m seedcast.peer.bench`` processes fed a JSON job on
+Workers are ``python -m seedcast.bench.swarm`` processes fed a JSON job on
 stdin; they report completions as JSON lines and stop when stdin closes.
 """
 
@@ -354,7 +354,7 @@ async def _seedcast_swarm(
                 {"torrent": str(torrent), "peers": job, "start_at": start_at, "trace": trace}
             ).encode()
             process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "seedcast.peer.bench"],
+                [sys.executable, "-m", "seedcast.bench.swarm"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
             )
@@ -499,7 +499,7 @@ async def _libtorrent_swarm(
     caps: tuple[float, float, float],
     limit: float,
 ) -> SwarmResult:
-    from seedcast.peer.baseline import LibtorrentPeer
+    from seedcast.testing.libtorrent_peer import LibtorrentPeer
 
     seed_upload, peer_upload, download = caps
     run_dir = workdir / f"libtorrent-{count}"
@@ -612,12 +612,12 @@ async def _direct_pair(
     """Run a seed worker and a leecher worker; the leecher connects to the seed's port."""
     async with trio.open_nursery() as nursery:
         seed = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "seedcast.peer.bench", "--pair-seed"],
+            [sys.executable, "-m", "seedcast.bench.swarm", "--pair-seed"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
         leech = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "seedcast.peer.bench", "--pair-leecher"],
+            [sys.executable, "-m", "seedcast.bench.swarm", "--pair-leecher"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -697,7 +697,7 @@ async def _pair_worker(role: str) -> None:
 
 
 async def _libtorrent_throughput(workdir: Path, source: Path) -> float:
-    from seedcast.peer.baseline import LibtorrentPeer
+    from seedcast.testing.libtorrent_peer import LibtorrentPeer
 
     run_dir = workdir / "throughput-libtorrent"
     shutil.rmtree(run_dir, ignore_errors=True)

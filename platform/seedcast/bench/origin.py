@@ -133,7 +133,7 @@ def _library(work: Path) -> tuple[Path, list[str], str]:
     """A library with one video: 1 MiB segments and a 2 KiB manifest. Returns (data dir, segment
     paths, manifest path)."""
     from seedcast.origin.library import Library
-    from seedcast.origin.testing import SYNTHETIC_VERSION, write_synthetic_video
+    from seedcast.testing.origin import SYNTHETIC_VERSION, write_synthetic_video
 
     data_dir = work / "data"
     library = Library(data_dir / "library")
@@ -265,7 +265,7 @@ http {{
 
 @contextlib.contextmanager
 def _origin(data_dir: Path) -> Iterator[tuple[int, list[int]]]:
-    from seedcast.origin.testing import OriginProcess
+    from seedcast.testing.origin import OriginProcess
 
     with OriginProcess(
         data_dir, name="origin-bench", command_prefix=["taskset", "-c", "0"]
@@ -489,7 +489,7 @@ def bench_publish(
 ) -> dict[str, Any]:
     from seedcast.origin.encoder import find_ffmpeg, probe_file
     from seedcast.origin.ladder import build_command, parse_bitrate, parse_ladder, plan_encode
-    from seedcast.origin.testing import make_sample, seedcast_command
+    from seedcast.testing.origin import make_sample, seedcast_command
 
     ffmpeg = find_ffmpeg(ffmpeg_override, config.origin.ffmpeg)
     seconds = config.origin.sample_seconds
