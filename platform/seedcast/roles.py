@@ -37,8 +37,8 @@ from typing import Any, Protocol
 
 import trio
 from seedcast.config import ClusterConfig
-from seedcast.launcher._orphan import guard_against_orphaning, launcher_gone
 from seedcast.logs import setup_logging
+from seedcast.orphan import guard_against_orphaning, launcher_gone
 
 log = logging.getLogger("seedcast.roles")
 

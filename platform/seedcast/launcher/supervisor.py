@@ -47,7 +47,6 @@ from seedcast.control import (
     open_control_listener,
     socket_path_for,
 )
-from seedcast.launcher._orphan import LAUNCHER_PID_ENV
 from seedcast.launcher.plan import ClusterPlan, ProcessSpec, Tier
 from seedcast.launcher.prometheus import Target, render_config, render_targets, write_atomically
 from seedcast.launcher.state import (
@@ -58,6 +57,7 @@ from seedcast.launcher.state import (
     write_state,
 )
 from seedcast.launcher.supervision import ProcessRecord, ProcessState, RestartPolicy
+from seedcast.orphan import LAUNCHER_PID_ENV
 from seedcast.roles import CONTROL_ENV, LOG_FILE_ENV
 
 log = logging.getLogger("seedcast.launcher")
