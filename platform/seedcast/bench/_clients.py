@@ -26,27 +26,16 @@ Modes (``job["mode"]``):
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import random
 import shutil
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import trio
+from seedcast.bench._worker import Emit, JobInput, report_progress, run_worker
 
 __all__ = ["main"]
-
-PROGRESS_SECONDS = 0.5
-Emit = Callable[[dict[str, Any]], None]
-
-
-def _emit(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
 
 
 def _fresh_dir(path: str) -> Path:
@@ -58,23 +47,6 @@ def _fresh_dir(path: str) -> Path:
 
 def _read(path: str) -> bytes:
     return Path(path).read_bytes()
-
-
-class _Lines:
-    """Lines from a byte stream (stdin)."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self._stream = stream
-        self._buffer = b""
-
-    async def next_line(self) -> bytes | None:
-        while b"\n" not in self._buffer:
-            data = await self._stream.receive_some(65536)
-            if not data:
-                return None
-            self._buffer += data
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line
 
 
 class _HttpClients:
@@ -308,31 +280,22 @@ _MODES: dict[str, type[_HttpClients] | type[_PeerClients] | type[_LibtorrentClie
 
 
 async def _serve(emit: Emit) -> None:
-    lines = _Lines(trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())))
-    first = await lines.next_line()
-    if first is None:
+    lines = JobInput()
+    job = await lines.job()
+    if job is None:
         return
-    job = json.loads(first)
     runner = _MODES[job["mode"]](job)
     try:
         await runner.prepare()
         emit({"event": "ready"})
-        line = await lines.next_line()
-        if line is None:
+        start_at = await lines.start_at()
+        if start_at is None:
             return
-        start_at = float(json.loads(line)["start_at"])
         await trio.sleep(max(0.0, start_at - time.time()))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(runner.run, start_at, emit)
-
-            async def report_progress() -> None:
-                while True:
-                    emit({"event": "progress", "bytes": runner.progress()})
-                    await trio.sleep(PROGRESS_SECONDS)
-
-            nursery.start_soon(report_progress)
-            while await lines.next_line() is not None:
-                pass
+            nursery.start_soon(report_progress, emit, lambda: {"bytes": runner.progress()})
+            await lines.wait_closed()
             nursery.cancel_scope.cancel()
         emit({"event": "statistics", "clients": runner.statistics()})
     finally:
@@ -343,13 +306,7 @@ async def _serve(emit: Emit) -> None:
 
 
 def main() -> None:
-    try:
-        trio.run(_serve, _emit)
-    except KeyboardInterrupt:
-        pass
-    except Exception as error:
-        _emit({"event": "error", "message": f"{type(error).__name__}: {error}"})
-        raise
+    run_worker(_serve)
 
 
 if __name__ == "__main__":

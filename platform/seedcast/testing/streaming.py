@@ -33,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from seedcast.testing.addresses import Addresses
+
 __all__ = ["RoleProcess", "StreamingCluster", "Viewer", "published_library"]
 
 START_TIMEOUT = 30.0
@@ -202,6 +204,7 @@ class StreamingCluster:
         self.folder = Path(folder)
         self.block = block
         self.port = port
+        self.addresses = Addresses(block, port)
         self.edge_count = edges
         self.with_seed = seed
         self.data_dir = self.folder / "data"
@@ -218,24 +221,24 @@ class StreamingCluster:
     # -- addresses -----------------------------------------------------------------------
 
     def net(self, offset: int, host: int) -> str:
-        return f"127.0.{self.block + offset}.{host}"
+        return self.addresses.net(offset, host)
 
     @property
     def origin_address(self) -> str:
-        return f"{self.net(1, 1)}:{self.port}"
+        return self.addresses.origin
 
     def edge_address(self, index: int) -> str:
-        return f"{self.net(2, index)}:{self.port}"
+        return self.addresses.edge(index)
 
     @property
     def dns_address(self) -> str:
-        return f"{self.net(3, 1)}:15353"
+        return self.addresses.dns
 
     def tracker_url(self, index: int = 1) -> str:
         return f"http://{self.net(4, index)}:16969/announce"
 
     def peer_host(self, index: int) -> str:
-        return self.net(5, index)
+        return self.addresses.peer_host(index)
 
     @property
     def torrent(self) -> Path:
@@ -243,7 +246,7 @@ class StreamingCluster:
 
     @property
     def cdn_url(self) -> str:
-        return f"http://video.netcinema.test:{self.port}"
+        return self.addresses.cdn_url
 
     def _toml(self) -> str:
         edges = "".join(
