@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 import trio
 from seedcast.config import ClusterConfig
+from seedcast.control import ControlError, ErrorCode, Kind, connect_control
 from seedcast.logs import setup_logging
 from seedcast.orphan import guard_against_orphaning, launcher_gone
 
@@ -238,7 +239,6 @@ class RoleRunner:
     # -- control channel ---------------------------------------------------
 
     async def _connect(self) -> None:
-        from seedcast.control import ControlError, connect_control
 
         assert self.control_path is not None
         try:
@@ -258,7 +258,6 @@ class RoleRunner:
             self.stop(ORPHAN_STOP_SECONDS, "control channel closed")
 
     async def _notify(self, message_type: str, fields: Mapping[str, Any]) -> None:
-        from seedcast.control import ControlError
 
         if self._channel is None:
             return
@@ -268,7 +267,6 @@ class RoleRunner:
             pass
 
     async def _handle(self, message: Any) -> Any:
-        from seedcast.control import ControlError, ErrorCode, Kind
 
         if message.kind is not Kind.REQUEST:
             return None

@@ -33,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from seedcast.bench._webseed import WebSeed
 from seedcast.bench._worker import Emit, JobInput, report_progress, run_worker
+from seedcast.errors import ProtocolError, TransportError
+from seedcast.http11 import HttpClient
+from seedcast.peer.metainfo import Metainfo
+from seedcast.peer.storage import Storage
+from seedcast.peer.swarm import Swarm, SwarmSettings
+from seedcast.ratelimit import TokenBucket
+from seedcast.testing.libtorrent_peer import LibtorrentPeer
 
 __all__ = ["main"]
 
@@ -67,9 +75,6 @@ class _HttpClients:
                 nursery.start_soon(self._client, spec, start_at, emit)
 
     async def _client(self, spec: dict[str, Any], start_at: float, emit: Emit) -> None:
-        from seedcast.errors import ProtocolError, TransportError
-        from seedcast.http11 import HttpClient
-        from seedcast.ratelimit import TokenBucket
 
         index = spec["index"]
         bucket = TokenBucket(spec["download"]) if spec["download"] else None
@@ -115,10 +120,6 @@ class _PeerClients:
         self.peers: list[tuple[dict[str, Any], Any, Any]] = []
 
     async def prepare(self) -> None:
-        from seedcast.bench._webseed import WebSeed
-        from seedcast.peer.metainfo import Metainfo
-        from seedcast.peer.storage import Storage
-        from seedcast.peer.swarm import Swarm, SwarmSettings
 
         metainfo = Metainfo.parse(_read(self.job["torrent"]))
         extra = self.job.get("settings", {})
@@ -202,7 +203,6 @@ class _LibtorrentClients:
         self.peers: list[tuple[dict[str, Any], Any]] = []
 
     async def prepare(self) -> None:
-        from seedcast.testing.libtorrent_peer import LibtorrentPeer
 
         torrent = _read(self.job["torrent"])
         for spec in self.job["clients"]:

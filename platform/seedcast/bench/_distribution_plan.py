@@ -17,6 +17,7 @@ from typing import Any
 
 from seedcast.bench.theory import STRATEGIES, Scenario
 from seedcast.errors import UsageError
+from seedcast.launcher.netns import NodeLink
 from seedcast.units import KiB, MiB, format_rate, format_size
 
 LIBTORRENT = "libtorrent"
@@ -220,7 +221,6 @@ def run_nodes(spec: RunSpec, options: DistributionOptions) -> list[Node]:
 def netns_links(spec: RunSpec, options: DistributionOptions) -> list[Any]:
     """The :class:`~seedcast.launcher.netns.NodeLink` of each node (tc caps per --shaping),
     plus the benchmark's own unshaped node."""
-    from seedcast.launcher.netns import NodeLink
 
     scale = 1.0 if options.tc_caps else 0.0
     return [

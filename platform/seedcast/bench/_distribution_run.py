@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from seedcast.bench._cluster import SystemCpu, cpu_seconds, open_run_cluster
+from seedcast.bench._content import torrent_with_announce
 from seedcast.bench._distribution_plan import (
     BENCH_NODE,
     LIBTORRENT,
@@ -37,7 +39,9 @@ from seedcast.bench._distribution_plan import (
     worker_count,
 )
 from seedcast.bench.theory import bound
-from seedcast.errors import ProtocolError, SeedcastError
+from seedcast.errors import ProtocolError, SeedcastError, TransportError
+from seedcast.http11 import HttpClient
+from seedcast.launcher.netns import open_network
 from seedcast.units import MiB
 
 UNSENT_SYSCTL = "net.ipv4.tcp_notsent_lowat"
@@ -111,7 +115,6 @@ def run_network(spec: RunSpec, options: DistributionOptions) -> Iterator[Any]:
     if not options.netns:
         yield None
         return
-    from seedcast.launcher.netns import open_network
 
     with ExitStack() as stack:
         with _no_interrupts():  # a half-built network is torn down by open_network itself
@@ -193,8 +196,6 @@ async def run_once(
     :func:`netns_links`), every process runs in its node's namespace and
     every client has a worker process of its own (its own shaped link).
     """
-    from seedcast.bench._cluster import SystemCpu, cpu_seconds, open_run_cluster
-    from seedcast.bench._content import torrent_with_announce
 
     scenario = options.scenario(spec.clients)
     limit = bound(spec.strategy, scenario)
@@ -428,8 +429,6 @@ async def _scrape_from(network: Any, url: str, name: str) -> float | None:
 async def _scrape(url: str, name: str) -> float | None:
     """The sum of the samples of counter ``name`` at a /metrics URL (None when unreadable)."""
     from prometheus_client.parser import text_string_to_metric_families
-    from seedcast.errors import TransportError
-    from seedcast.http11 import HttpClient
 
     client = HttpClient(connect_timeout=5, read_timeout=5)
     try:
@@ -511,7 +510,6 @@ async def _start_edges(
 
 async def _warm(url: str, size: int, local_address: str | None = "127.0.0.1") -> None:
     """Have the edge fill its cache: ask for the last byte (the fill reads the whole file)."""
-    from seedcast.http11 import HttpClient
 
     client = HttpClient(connect_timeout=10, read_timeout=WARM_TIMEOUT, local_address=local_address)
     try:

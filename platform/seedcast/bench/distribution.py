@@ -74,6 +74,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from seedcast.bench._content import prepare_content
 from seedcast.bench._distribution_plan import (
     BUCKETS,
     NETNS_SUBNET,
@@ -87,10 +88,12 @@ from seedcast.bench._distribution_plan import (
     libtorrent_available,
     plan_runs,
 )
-from seedcast.bench._distribution_run import run_network, run_once
+from seedcast.bench.report import progress_bar as new_progress_bar
+from seedcast.bench.report import summarise, write_results
 from seedcast.bench.theory import STRATEGIES, bound
 from seedcast.config import ClusterConfig
 from seedcast.errors import SeedcastError, UsageError
+from seedcast.launcher.netns import check_support
 from seedcast.units import format_size, parse_duration, parse_rate, parse_size
 
 __all__ = ["DistributionOptions", "RunSpec", "configure", "plan_runs", "run", "run_benchmark"]
@@ -240,14 +243,12 @@ def run_benchmark(
     console: Any = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Run every planned run; returns (records, interrupted). Rewrites the report after each."""
-    from seedcast.bench._content import prepare_content
-    from seedcast.bench.report import progress_bar as new_progress_bar
-    from seedcast.bench.report import write_results
+    # The runner (HTTP core, cluster, netns) loads only when runs start: `seedcast bench`
+    # imports every mode module for its --help (see seedcast.bench.commands).
+    from seedcast.bench._distribution_run import run_network, run_once
 
     check_options(options)
     if options.netns:
-        from seedcast.launcher.netns import check_support
-
         check_support("bench distribution --netns")
     out.mkdir(parents=True, exist_ok=True)
     scratch = workdir or Path(tempfile.mkdtemp(prefix="seedcast-distribution-"))
@@ -360,7 +361,6 @@ def _line(record: dict[str, Any]) -> str:
 
 def _print_table(console: Any, records: Sequence[dict[str, Any]]) -> None:
     from rich.table import Table
-    from seedcast.bench.report import summarise
 
     finished = [record for record in records if "measured_s" in record]
     if not finished:

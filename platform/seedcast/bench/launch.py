@@ -31,6 +31,7 @@ from typing import Any
 
 from seedcast.config import ClusterConfig, to_toml
 from seedcast.errors import SeedcastError
+from seedcast.launcher.state import rss_bytes
 from seedcast.units import MiB, format_size
 
 SEEDCAST = [sys.executable, "-m", "seedcast"]
@@ -77,7 +78,6 @@ def bare_processes(count: int) -> tuple[float, int]:
                 raise SeedcastError("bare baseline processes did not start in 60 s")
             got += len(os.read(read_fd, count))
         elapsed = time.monotonic() - started
-        from seedcast.launcher.state import rss_bytes
 
         rss = rss_bytes(processes[0].pid) or 0
     finally:

@@ -38,6 +38,8 @@ from typing import Any
 import trio
 from seedcast.config import ClusterConfig
 from seedcast.errors import UsageError
+from seedcast.peer.metainfo import Metainfo, create_torrent
+from seedcast.testing.libtorrent_peer import LibtorrentPeer
 from seedcast.units import MiB, format_size, parse_rate, parse_size
 
 __all__ = ["configure", "run"]
@@ -284,7 +286,6 @@ def _make_file(root: Path, name: str, filename: str, size: int) -> Path:
 
 
 def _torrent(source: Path, announce: str, piece_length: int | None) -> bytes:
-    from seedcast.peer.metainfo import create_torrent
 
     (folder,) = [path for path in source.iterdir() if path.is_dir()]
     files = [path.name for path in folder.iterdir()]
@@ -296,6 +297,8 @@ def _torrent(source: Path, announce: str, piece_length: int | None) -> bytes:
 async def _start_tracker(config: ClusterConfig, nursery: trio.Nursery) -> str:
     import dataclasses
 
+    # The tracker (+50 ms) loads when the run starts: `seedcast bench` imports every mode module for its --help
+    # (see seedcast.bench.commands).
     from seedcast.tracker.server import TrackerService
 
     tracker_config = dataclasses.replace(config.tracker, allowlist=(), udp=False)
@@ -419,7 +422,9 @@ def _worker_main() -> None:
 
 
 async def _worker(job: dict[str, Any]) -> None:
-    from seedcast.peer.metainfo import Metainfo
+    # The swarm (+38 ms) loads in the worker processes only: this module is also the mode
+    # module, and `seedcast bench` imports every mode module for its --help
+    # (see seedcast.bench.commands).
     from seedcast.peer.storage import Storage
     from seedcast.peer.swarm import Swarm, SwarmSettings
 
@@ -499,7 +504,6 @@ async def _libtorrent_swarm(
     caps: tuple[float, float, float],
     limit: float,
 ) -> SwarmResult:
-    from seedcast.testing.libtorrent_peer import LibtorrentPeer
 
     seed_upload, peer_upload, download = caps
     run_dir = workdir / f"libtorrent-{count}"
@@ -653,13 +657,14 @@ async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
 
 
 def _payload_size(torrent: bytes) -> int:
-    from seedcast.peer.metainfo import Metainfo
 
     return sum(entry.length for entry in Metainfo.parse(torrent).real_files)
 
 
 async def _pair_worker(role: str) -> None:
-    from seedcast.peer.metainfo import Metainfo
+    # The swarm (+38 ms) loads in the worker processes only: this module is also the mode
+    # module, and `seedcast bench` imports every mode module for its --help
+    # (see seedcast.bench.commands).
     from seedcast.peer.storage import Storage
     from seedcast.peer.swarm import Swarm, SwarmSettings
 
@@ -697,7 +702,6 @@ async def _pair_worker(role: str) -> None:
 
 
 async def _libtorrent_throughput(workdir: Path, source: Path) -> float:
-    from seedcast.testing.libtorrent_peer import LibtorrentPeer
 
     run_dir = workdir / "throughput-libtorrent"
     shutil.rmtree(run_dir, ignore_errors=True)

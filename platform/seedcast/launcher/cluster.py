@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from seedcast.config import ClusterConfig
+from seedcast.control import ControlError, connect_control
 from seedcast.errors import SeedcastError
+from seedcast.launcher import netns
 from seedcast.launcher.state import (
     ClusterState,
     belongs_to,
@@ -127,7 +129,6 @@ def clean_stale(run_dir: Path) -> str | None:
 def query_cluster(state: ClusterState, timeout: float = 5.0) -> dict[str, Any]:
     """Ask the launcher for every process's row (with live statistics)."""
     import trio
-    from seedcast.control import connect_control
 
     async def main() -> dict[str, Any]:
         with trio.fail_after(timeout):
@@ -160,7 +161,6 @@ def stale_rows(state: ClusterState) -> list[dict[str, Any]]:
 def stop_cluster(state: ClusterState, timeout: float) -> str:
     """Stop the recorded cluster: ask its launcher, else kill what is left. Returns a summary."""
     import trio
-    from seedcast.control import ControlError, connect_control
 
     stopped_by = f"its launcher {state.launcher_pid} was already gone"
     if is_launcher(state.launcher_pid, state):
@@ -198,6 +198,5 @@ def remove_network(run_dir: Path) -> str | None:
     """Remove a ``--netns`` network left in ``run_dir`` (its launcher normally does)."""
     if not (run_dir / "netns.json").exists():
         return None
-    from seedcast.launcher import netns
 
     return netns.teardown_recorded(run_dir)

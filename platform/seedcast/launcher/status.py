@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from seedcast.config import ClusterConfig
+from seedcast.control import ControlError
 from seedcast.errors import UsageError
 from seedcast.launcher.cluster import (
     ClusterNotRunning,
@@ -39,7 +40,6 @@ def configure_status(parser: argparse.ArgumentParser) -> None:
 
 
 def run_status(args: argparse.Namespace, config: ClusterConfig) -> int:
-    from seedcast.control import ControlError
 
     run_dir = absolute_dirs(config).run_dir
     state = read_state(run_dir)
@@ -77,7 +77,6 @@ def _watch(state: ClusterState, interval: float) -> None:
     """A live table until Ctrl-C or until the cluster goes away."""
     from rich.console import Console
     from rich.live import Live
-    from seedcast.control import ControlError
 
     if interval <= 0:
         raise UsageError("--watch: the interval must be positive")

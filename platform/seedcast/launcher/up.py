@@ -26,9 +26,15 @@ from typing import Any
 
 from seedcast.config import ClusterConfig, to_toml
 from seedcast.errors import SeedcastError, UsageError
+from seedcast.launcher import netns
 from seedcast.launcher.cluster import absolute_dirs, clean_stale, command_hint
+from seedcast.launcher.demo import run_demo
+from seedcast.launcher.output import ColourLines, LauncherLogHandler
 from seedcast.launcher.plan import ClusterPlan, plan_cluster, prometheus_binary
 from seedcast.launcher.state import CLUSTER_ID_ENV, is_launcher, read_state
+from seedcast.launcher.supervisor import Supervisor
+from seedcast.logs import setup_logging
+from seedcast.origin.library import Library
 
 
 def configure_up(parser: argparse.ArgumentParser) -> None:
@@ -104,8 +110,6 @@ def prepare_config(args: argparse.Namespace, config: ClusterConfig) -> ClusterCo
 def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
     config = prepare_config(args, config)
     if getattr(args, "demo", False):
-        from seedcast.launcher.demo import run_demo
-
         return run_demo(args, config)
     run_dir = config.run_dir
     note = clean_stale(run_dir)
@@ -114,8 +118,6 @@ def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
     with_prometheus = bool(args.prometheus or config.prometheus.enabled)
     layout = None
     if getattr(args, "netns", False):
-        from seedcast.launcher import netns
-
         config, layout = netns.prepare_cluster(
             config, shaping=args.shaping, prometheus=with_prometheus
         )
@@ -144,7 +146,6 @@ def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
 
 def publish_sample_if_empty(config: ClusterConfig, config_file: Path) -> None:
     """Make and publish the sample video when the library has no video at all."""
-    from seedcast.origin.library import Library
 
     library = Library.for_data_dir(config.data_dir)
     if library.read_index_or_empty().videos:
@@ -175,9 +176,6 @@ def _up_foreground(
 ) -> int:
     import trio
     from rich.console import Console
-    from seedcast.launcher.output import ColourLines, LauncherLogHandler
-    from seedcast.launcher.supervisor import Supervisor
-    from seedcast.logs import setup_logging
 
     console = Console(highlight=False, soft_wrap=True)
     sink = ColourLines(console, [spec.name for spec in plan.processes])
@@ -313,15 +311,12 @@ def build_summary(supervisor: Any, args: argparse.Namespace | None) -> dict[str,
 def _network_summary(config: ClusterConfig) -> dict[str, Any] | None:
     if not (config.run_dir / "netns.json").exists():
         return None
-    from seedcast.launcher import netns
 
     return netns.summary(config)
 
 
 def _video_to_watch(config: ClusterConfig) -> str:
     with contextlib.suppress(Exception):
-        from seedcast.origin.library import Library
-
         videos = Library.for_data_dir(config.data_dir).read_index_or_empty().videos
         if videos and config.origin.sample_id not in videos:
             return str(sorted(videos)[0])
