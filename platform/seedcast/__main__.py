@@ -8,7 +8,6 @@ from seedcast.cli import main as cli_main
 
 
 def main() -> None:
-
     sys.exit(cli_main())
 
 

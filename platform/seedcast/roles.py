@@ -239,7 +239,6 @@ class RoleRunner:
     # -- control channel ---------------------------------------------------
 
     async def _connect(self) -> None:
-
         assert self.control_path is not None
         try:
             self._channel = await connect_control(self.control_path)
@@ -258,7 +257,6 @@ class RoleRunner:
             self.stop(ORPHAN_STOP_SECONDS, "control channel closed")
 
     async def _notify(self, message_type: str, fields: Mapping[str, Any]) -> None:
-
         if self._channel is None:
             return
         try:
@@ -267,7 +265,6 @@ class RoleRunner:
             pass
 
     async def _handle(self, message: Any) -> Any:
-
         if message.kind is not Kind.REQUEST:
             return None
         if message.type == "status":

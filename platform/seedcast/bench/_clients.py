@@ -75,7 +75,6 @@ class _HttpClients:
                 nursery.start_soon(self._client, spec, start_at, emit)
 
     async def _client(self, spec: dict[str, Any], start_at: float, emit: Emit) -> None:
-
         index = spec["index"]
         bucket = TokenBucket(spec["download"]) if spec["download"] else None
         client = HttpClient(
@@ -120,7 +119,6 @@ class _PeerClients:
         self.peers: list[tuple[dict[str, Any], Any, Any]] = []
 
     async def prepare(self) -> None:
-
         metainfo = Metainfo.parse(_read(self.job["torrent"]))
         extra = self.job.get("settings", {})
         for spec in self.job["clients"]:
@@ -203,7 +201,6 @@ class _LibtorrentClients:
         self.peers: list[tuple[dict[str, Any], Any]] = []
 
     async def prepare(self) -> None:
-
         torrent = _read(self.job["torrent"])
         for spec in self.job["clients"]:
             directory = Path(spec["dir"]) if spec.get("seed") else _fresh_dir(spec["dir"])

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import trio
+from seedcast.bench._worker import LineReader
 from seedcast.errors import SeedcastError
 
 __all__ = ["RunCluster", "SystemCpu", "Worker", "cpu_seconds", "open_run_cluster"]
@@ -136,23 +137,16 @@ class RunCluster:
     async def _read_role_log(self, child: _Child) -> None:
         stream = child.process.stderr
         assert stream is not None
-        buffer = b""
         try:
-            while True:
-                data = await stream.receive_some(65536)
-                if not data:
-                    break
-                child.log_file.write(data)
+            async for line in LineReader(stream):
+                child.log_file.write(line + b"\n")
                 child.log_file.flush()
-                buffer += data
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    child.tail = [*child.tail[-4:], line.decode(errors="replace")]
-                    if not child.ready.is_set():
-                        match = _READY.search(line)
-                        if match:
-                            child.addresses = match.group(1).decode().split(",")
-                            child.ready.set()
+                child.tail = [*child.tail[-4:], line.decode(errors="replace")]
+                if not child.ready.is_set():
+                    match = _READY.search(line)
+                    if match:
+                        child.addresses = match.group(1).decode().split(",")
+                        child.ready.set()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         finally:
@@ -191,21 +185,14 @@ class RunCluster:
     ) -> None:
         stream = child.process.stdout
         assert stream is not None
-        buffer = b""
         try:
-            while True:
-                data = await stream.receive_some(65536)
-                if not data:
-                    break
-                buffer += data
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    try:
-                        message = json.loads(line)
-                    except ValueError:
-                        continue
-                    message.setdefault("worker", child.name)
-                    on_message(message)
+            async for line in LineReader(stream):
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                message.setdefault("worker", child.name)
+                on_message(message)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         on_message({"event": "exit", "worker": child.name})

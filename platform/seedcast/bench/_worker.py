@@ -18,7 +18,15 @@ from typing import Any
 
 import trio
 
-__all__ = ["PROGRESS_SECONDS", "Emit", "JobInput", "emit", "report_progress", "run_worker"]
+__all__ = [
+    "PROGRESS_SECONDS",
+    "Emit",
+    "JobInput",
+    "LineReader",
+    "emit",
+    "report_progress",
+    "run_worker",
+]
 
 PROGRESS_SECONDS = 0.5
 """How often a worker prints its ``progress`` event."""
@@ -32,15 +40,15 @@ def emit(message: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-class JobInput:
-    """The parent's lines on stdin: the job, the start instant, then EOF to stop."""
+class LineReader:
+    """Lines (without the newline) from a byte stream; ``async for`` or :meth:`next_line`."""
 
-    def __init__(self, stream: trio.abc.ReceiveStream | None = None) -> None:
-        self._stream = stream or trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
         self._buffer = b""
 
     async def next_line(self) -> bytes | None:
-        """The next line, or None once stdin is closed."""
+        """The next whole line, or None at EOF (an unterminated last line is dropped)."""
         while b"\n" not in self._buffer:
             data = await self._stream.receive_some(65536)
             if not data:
@@ -48,6 +56,22 @@ class JobInput:
             self._buffer += data
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line
+
+    def __aiter__(self) -> LineReader:
+        return self
+
+    async def __anext__(self) -> bytes:
+        line = await self.next_line()
+        if line is None:
+            raise StopAsyncIteration
+        return line
+
+
+class JobInput(LineReader):
+    """The parent's lines on stdin: the job, the start instant, then EOF to stop."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream | None = None) -> None:
+        super().__init__(stream or trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())))
 
     async def job(self) -> dict[str, Any] | None:
         """The first line's job, or None when stdin closed first."""

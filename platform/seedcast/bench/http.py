@@ -382,8 +382,8 @@ def _serve_seedcast(root: Path, port: int, in_memory: bool) -> None:
     import trio
     from prometheus_client import CollectorRegistry
 
-    # The HTTP core (+28 ms) loads in the server process only: `seedcast bench` imports every mode module for its --help
-    # (see seedcast.bench.commands).
+    # The HTTP core (+28 ms) loads in the server process only:
+    # `seedcast bench` imports every mode module for its --help (see seedcast.bench.commands).
     from seedcast.http11 import FileBody, Headers, HttpServer, Request, Response, Router
 
     headers = Headers([("Content-Type", "application/octet-stream")])

@@ -271,7 +271,6 @@ http {{
 
 @contextlib.contextmanager
 def _origin(data_dir: Path) -> Iterator[tuple[int, list[int]]]:
-
     with OriginProcess(
         data_dir, name="origin-bench", command_prefix=["taskset", "-c", "0"]
     ) as origin:

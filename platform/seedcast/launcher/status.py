@@ -40,7 +40,6 @@ def configure_status(parser: argparse.ArgumentParser) -> None:
 
 
 def run_status(args: argparse.Namespace, config: ClusterConfig) -> int:
-
     run_dir = absolute_dirs(config).run_dir
     state = read_state(run_dir)
     if state is None:
