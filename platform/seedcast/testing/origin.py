@@ -21,7 +21,7 @@ from types import TracebackType
 
 from seedcast.config import ClusterConfig, default_config
 from seedcast.origin.library import Library, Rendition, VideoEntry
-from seedcast.testing.processes import RoleProcess, seedcast_command
+from seedcast.testing.processes import RoleProcess, check_seedcast, run_seedcast, seedcast_command
 
 __all__ = [
     "SYNTHETIC_VERSION",
@@ -29,25 +29,14 @@ __all__ = [
     "config_for",
     "make_sample",
     "publish_cli",
+    "publish_sample",
     "seedcast_command",
     "segment_bytes",
     "write_synthetic_video",
 ]
 
-COMMAND_TIMEOUT = 120.0
 SYNTHETIC_VERSION = "abcd1234"
 SEGMENT_SIZE = 300_000
-
-
-def _run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(command),
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def make_sample(
@@ -71,9 +60,7 @@ def make_sample(
     ]
     if not audio:
         args.append("--no-audio")
-    result = _run(seedcast_command(*args))
-    if result.returncode != 0:
-        raise RuntimeError(f"seedcast sample failed: {result.stderr.strip()}")
+    check_seedcast(*args)
     return path
 
 
@@ -81,9 +68,27 @@ def publish_cli(
     source: Path, data_dir: Path, video_id: str, *extra: str
 ) -> subprocess.CompletedProcess[str]:
     """Run ``seedcast --data DIR publish SOURCE --id ID`` and return the finished process."""
-    return _run(
-        seedcast_command("publish", str(source), "--id", video_id, *extra, data_dir=data_dir)
-    )
+    return run_seedcast("publish", str(source), "--id", video_id, *extra, data_dir=data_dir)
+
+
+def publish_sample(
+    data_dir: Path,
+    *,
+    seconds: float = 4,
+    size: str = "320x180",
+    ladder: str = "360p",
+    video_id: str = "sample",
+    source: Path | None = None,
+) -> Path:
+    """``seedcast sample`` then ``seedcast publish`` into ``data_dir`` (as ``video_id``, one
+    ``ladder``); a 4 s 320x180 sample by default (a second or two of ffmpeg). The sample is
+    written to ``source`` (default ``data_dir/<video_id>.mp4``). Returns ``data_dir``."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    source = source or data_dir / f"{video_id}.mp4"
+    sample = make_sample(source, seconds=seconds, size=size)
+    check_seedcast("publish", str(sample), "--id", video_id, "--ladder", ladder, data_dir=data_dir)
+    return data_dir
 
 
 class OriginProcess:

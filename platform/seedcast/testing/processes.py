@@ -20,10 +20,22 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["START_TIMEOUT", "STOP_TIMEOUT", "RoleProcess", "seedcast_command"]
+from seedcast.errors import SeedcastError
+
+__all__ = [
+    "COMMAND_TIMEOUT",
+    "START_TIMEOUT",
+    "STOP_TIMEOUT",
+    "RoleProcess",
+    "check_seedcast",
+    "run_seedcast",
+    "seedcast_command",
+]
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
+COMMAND_TIMEOUT = 180.0
+"""Bound on one ``seedcast`` command run to its end (``sample``, ``publish``, ...)."""
 _READY = re.compile(r"\bready addresses=(\S+)")
 
 
@@ -33,6 +45,33 @@ def seedcast_command(*args: str, data_dir: Path | None = None) -> list[str]:
     if data_dir is not None:
         command += ["--data", str(data_dir)]
     return command + list(args)
+
+
+def run_seedcast(
+    *args: str, data_dir: Path | None = None, timeout: float = COMMAND_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run a ``seedcast`` command to its end (output captured, no stdin); never raises on exit."""
+    return subprocess.run(
+        seedcast_command(*args, data_dir=data_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def check_seedcast(
+    *args: str, data_dir: Path | None = None, timeout: float = COMMAND_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """:func:`run_seedcast`, raising SeedcastError with its last output lines if it fails."""
+    completed = run_seedcast(*args, data_dir=data_dir, timeout=timeout)
+    if completed.returncode != 0:
+        tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
+        raise SeedcastError(
+            f"seedcast {' '.join(args)} exited {completed.returncode}: {' | '.join(tail)}"
+        )
+    return completed
 
 
 class RoleProcess:

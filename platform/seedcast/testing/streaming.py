@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from seedcast.testing.addresses import Addresses
+from seedcast.testing.origin import publish_sample
 from seedcast.testing.processes import RoleProcess, seedcast_command
 
 __all__ = ["RoleProcess", "StreamingCluster", "Viewer", "published_library"]
@@ -45,22 +45,14 @@ def published_library(
     if marker.is_file():
         return folder / "data"
     folder.mkdir(parents=True, exist_ok=True)
-    sample = folder / "sample.mp4"
-    data = folder / "data"
-    for args in (
-        ("sample", "--seconds", f"{seconds:g}", "--size", size, "--out", str(sample)),
-        ("--data", str(data), "publish", str(sample), "--id", SAMPLE_ID, "--ladder", ladder),
-    ):
-        result = subprocess.run(
-            seedcast_command(*args),
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"seedcast {args[0]} failed: {result.stderr.strip()}")
+    data = publish_sample(
+        folder / "data",
+        seconds=seconds,
+        size=size,
+        ladder=ladder,
+        video_id=SAMPLE_ID,
+        source=folder / "sample.mp4",
+    )
     marker.write_text(json.dumps({"seconds": seconds, "size": size, "ladder": ladder}))
     return data
 
