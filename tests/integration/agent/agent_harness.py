@@ -22,8 +22,8 @@ import trio
 from seedcast.agent.scheduler import SchedulerSettings
 from seedcast.agent.server import Agent, AgentSettings
 from seedcast.agent.sources import CdnClient
-from seedcast.edge.ranges import parse_range, resolve
 from seedcast.http11 import HttpClient, HttpServer, Request, Response, Router
+from seedcast.http11.semantics import Span, parse_range, resolve
 from seedcast.peer.metainfo import Metainfo, create_torrent
 from seedcast.peer.storage import Storage
 from seedcast.peer.swarm import Swarm, SwarmSettings
@@ -112,7 +112,7 @@ class FakeCdn:
             self.ranges.append(f"{name} {value}")
             parsed = parse_range(value)
             span = resolve(parsed, len(data)) if parsed is not None else None
-            if span is not None:
+            if isinstance(span, Span):
                 headers.append(("Content-Range", span.content_range()))
                 return Response(206, headers, data[span.start : span.end])
         return Response(200, headers, data)

@@ -1,10 +1,12 @@
+"""The one MPD parser: ffmpeg-style and timeline manifests, templates, hostile input."""
+
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from seedcast.dash import expand_template, parse_duration, parse_manifest
 from seedcast.errors import RemoteProtocolError
-from seedcast.player.mpd import expand_template, parse_duration, parse_manifest
 
 # The shape ffmpeg's dash muxer writes (use_template=1, use_timeline=0).
 FFMPEG_STYLE = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -49,10 +51,30 @@ def test_ffmpeg_style_manifest() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("PT9.0S", 9.0), ("PT1M30.5S", 90.5), ("PT1H", 3600.0), ("P1DT1S", 86401.0)],
+    [("PT9.0S", 9.0), ("PT1M30.5S", 90.5), ("PT1H", 3600.0), ("P1DT1S", 86401.0), ("PT0S", 0.0)],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "P", "PT", "30", "PT-1S", "PTxS"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(RemoteProtocolError, match="bad duration"):
+        parse_duration(text)
+
+
+def test_document_order_files_and_kinds() -> None:
+    manifest = parse_manifest(FFMPEG_STYLE)
+    assert [rep.id for rep in manifest.representations] == ["0", "1", "2"]
+    assert manifest.representations[0].frame_rate == "30/1"  # from the AdaptationSet
+    assert manifest.representations[2].frame_rate is None
+    assert manifest.representations[0].segment_seconds == 2.0
+    files = manifest.files()
+    assert files[:2] == ["init-stream0.m4s", "chunk-stream0-00001.m4s"]
+    assert len(files) == 3 * 6
+    assert manifest.kind_of("chunk-stream2-00005.m4s") == "audio"
+    assert manifest.kind_of("init-stream1.m4s") == "video"
+    assert manifest.kind_of("chunk-stream2-00006.m4s") is None
 
 
 def test_template_fields() -> None:
@@ -83,6 +105,8 @@ def test_template_fields() -> None:
         (FFMPEG_STYLE.replace(b'bandwidth="600000"', b'bandwidth="-5"'), "negative"),
         (FFMPEG_STYLE.replace(b'duration="2000000"', b'duration="0"'), "zero"),
         (FFMPEG_STYLE.replace(b'duration="2000000"', b'duration="1"'), "more than"),
+        (FFMPEG_STYLE.replace(b'r="3"', b'r="many"'), "not an integer"),
+        (FFMPEG_STYLE.replace(b'r="3"', b'r="99999999999"'), "more than"),
         (b"x" * (1024 * 1024 + 1), "larger than"),
     ],
 )

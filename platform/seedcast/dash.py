@@ -1,15 +1,23 @@
-"""Reading a static MPEG-DASH manifest into what a player needs.
+"""MPEG-DASH manifests (MPD): one parser and one model for the origin, the player and the agent.
 
-We support what Seedcast's origin writes and what most on-demand packagers
-write: one Period, AdaptationSets of video and audio, Representations with a
-SegmentTemplate (``$RepresentationID$``, ``$Number$`` with an optional width
-like ``$Number%05d$``, ``$Bandwidth$``, ``$Time$``) timed either by
-``@duration`` or by a ``SegmentTimeline``. The template may sit on the
-AdaptationSet or on the Representation (the latter wins).
+We read what Seedcast's origin writes (ffmpeg's dash muxer) and what most
+on-demand packagers write: a static MPD, its first Period, AdaptationSets of
+video and audio, Representations with a SegmentTemplate (``$RepresentationID$``,
+``$Number$`` with an optional width like ``$Number%05d$``, ``$Bandwidth$``,
+``$Time$``, ``$$``) timed either by ``@duration`` or by a ``SegmentTimeline``.
+The template may sit on the AdaptationSet or on the Representation (the
+latter wins); ``mimeType``, ``codecs``, ``width``, ``height`` and ``frameRate``
+are inherited from the AdaptationSet.
 
-Parsing uses defusedxml: a manifest comes from the network and must not be
-able to expand entities or reach files. Anything we can't use raises
-:class:`RemoteProtocolError` with the reason.
+:func:`parse_manifest` gives a :class:`Manifest`: every Representation in
+document order with its expanded init and media segment names and timing.
+:meth:`Manifest.files` is the exact list of files a player will ask for (what
+the library checks on disk, what the torrent holds, what the origin serves).
+
+Parsing uses defusedxml: a manifest may come from the network and must not be
+able to expand entities or reach files. Anything unusable raises
+:class:`~seedcast.errors.RemoteProtocolError` (``reason="mpd"``) saying why;
+the origin, reading its own files, turns that into a MediaError.
 """
 
 from __future__ import annotations
@@ -24,13 +32,32 @@ import defusedxml.ElementTree as SafeElementTree
 from defusedxml import DefusedXmlException
 from seedcast.errors import RemoteProtocolError
 
+__all__ = [
+    "MAX_MANIFEST_BYTES",
+    "MAX_SEGMENTS",
+    "MPD_NS",
+    "Manifest",
+    "Representation",
+    "Segment",
+    "expand_template",
+    "manifest_summary",
+    "parse_duration",
+    "parse_manifest",
+]
+
+MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_SEGMENTS = 100_000
+"""Per Representation: 55 hours of 2 s segments."""
 _DURATION = re.compile(
     r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?"
     r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
 _TEMPLATE_FIELD = re.compile(r"\$(RepresentationID|Number|Bandwidth|Time)(%0(\d+)d)?\$|\$\$")
+
+
+def _error(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"MPD: {message}", reason="mpd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,33 +74,70 @@ class Segment:
 class Representation:
     id: str
     content_type: str
-    """video or audio"""
+    """``video`` or ``audio``."""
     mime_type: str
     codecs: str
     bandwidth: int
     width: int
+    """0 when not given (audio)."""
     height: int
+    frame_rate: str | None
     initialization: str
+    """The init segment's name, relative to the manifest's URL."""
     segments: tuple[Segment, ...]
+
+    @property
+    def segment_seconds(self) -> float:
+        """The nominal segment length: the longest segment (only the last may be shorter)."""
+        return max(segment.duration for segment in self.segments)
+
+    def files(self) -> list[str]:
+        """The init segment and every media segment, in order."""
+        return [self.initialization, *(segment.url for segment in self.segments)]
 
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
     duration: float
-    video: tuple[Representation, ...]
-    """Sorted by bandwidth, lowest first."""
-    audio: tuple[Representation, ...]
+    representations: tuple[Representation, ...]
+    """In document order."""
+
+    @property
+    def video(self) -> tuple[Representation, ...]:
+        """Video Representations, lowest bandwidth first."""
+        return self._sorted("video")
+
+    @property
+    def audio(self) -> tuple[Representation, ...]:
+        """Audio Representations, lowest bandwidth first."""
+        return self._sorted("audio")
+
+    def _sorted(self, kind: str) -> tuple[Representation, ...]:
+        chosen = (rep for rep in self.representations if rep.content_type == kind)
+        return tuple(sorted(chosen, key=lambda rep: rep.bandwidth))
 
     @property
     def segment_count(self) -> int:
+        """Media segments of the first video Representation."""
         return len(self.video[0].segments)
+
+    def files(self) -> list[str]:
+        """Init and media segment names of every Representation, in document order."""
+        return [name for representation in self.representations for name in representation.files()]
+
+    def kind_of(self, file_name: str) -> str | None:
+        """``video`` / ``audio`` for one of :meth:`files`, else None."""
+        for representation in self.representations:
+            if file_name in representation.files():
+                return representation.content_type
+        return None
 
 
 def parse_duration(text: str) -> float:
     """ISO 8601 durations as DASH uses them: ``PT1M30.5S`` -> 90.5."""
     match = _DURATION.match(text.strip())
     if not match or text.strip() in ("P", "PT"):
-        raise RemoteProtocolError(f"MPD: bad duration {text!r}", reason="mpd")
+        raise _error(f"bad duration {text!r}")
     parts = {key: float(value) for key, value in match.groupdict().items() if value}
     return (
         parts.get("days", 0) * 86400
@@ -86,6 +150,7 @@ def parse_duration(text: str) -> float:
 def expand_template(
     template: str, *, representation_id: str, bandwidth: int, number: int = 0, time: int = 0
 ) -> str:
+    """Fill a SegmentTemplate ``@media`` / ``@initialization`` value."""
     values = {
         "RepresentationID": representation_id,
         "Number": number,
@@ -121,54 +186,45 @@ def _int(element: Element, name: str, default: int | None = None) -> int:
     text = element.get(name)
     if text is None:
         if default is None:
-            raise RemoteProtocolError(f"MPD: {_local(element.tag)} lacks @{name}", reason="mpd")
+            raise _error(f"{_local(element.tag)} lacks @{name}")
         return default
     try:
         value = int(text)
     except ValueError:
-        raise RemoteProtocolError(
-            f"MPD: {_local(element.tag)}@{name} is not an integer: {text!r}", reason="mpd"
-        ) from None
+        raise _error(f"{_local(element.tag)}@{name} is not an integer: {text!r}") from None
     if value < 0:
-        raise RemoteProtocolError(f"MPD: {_local(element.tag)}@{name} is negative", reason="mpd")
+        raise _error(f"{_local(element.tag)}@{name} is negative")
     return value
 
 
 def parse_manifest(data: bytes) -> Manifest:
     """Parse an on-demand (static) MPD. Raises RemoteProtocolError on anything unusable."""
     if len(data) > MAX_MANIFEST_BYTES:
-        raise RemoteProtocolError(f"MPD: larger than {MAX_MANIFEST_BYTES} bytes", reason="mpd")
+        raise _error(f"larger than {MAX_MANIFEST_BYTES} bytes")
     try:
         root = SafeElementTree.fromstring(data)
     except (SafeElementTree.ParseError, DefusedXmlException, ValueError) as error:
-        raise RemoteProtocolError(f"MPD: not well-formed XML: {error}", reason="mpd") from None
+        raise _error(f"not well-formed XML: {error}") from None
     if _local(root.tag) != "MPD":
-        raise RemoteProtocolError(
-            f"MPD: root element is {_local(root.tag)!r}, not MPD", reason="mpd"
-        )
+        raise _error(f"root element is {_local(root.tag)!r}, not MPD")
     if root.get("type", "static") != "static":
-        raise RemoteProtocolError("MPD: live (dynamic) manifests are not supported", reason="mpd")
+        raise _error("live (dynamic) manifests are not supported")
     periods = _children(root, "Period")
     if not periods:
-        raise RemoteProtocolError("MPD: no Period", reason="mpd")
+        raise _error("no Period")
     period = periods[0]
     duration_text = root.get("mediaPresentationDuration") or period.get("duration")
     if not duration_text:
-        raise RemoteProtocolError("MPD: no mediaPresentationDuration", reason="mpd")
+        raise _error("no mediaPresentationDuration")
     duration = parse_duration(duration_text)
-    video: list[Representation] = []
-    audio: list[Representation] = []
-    for adaptation in _children(period, "AdaptationSet"):
-        for element in _children(adaptation, "Representation"):
-            representation = _representation(adaptation, element, duration)
-            (audio if representation.content_type == "audio" else video).append(representation)
-    if not video:
-        raise RemoteProtocolError("MPD: no video Representation", reason="mpd")
-    return Manifest(
-        duration=duration,
-        video=tuple(sorted(video, key=lambda rep: rep.bandwidth)),
-        audio=tuple(sorted(audio, key=lambda rep: rep.bandwidth)),
+    representations = tuple(
+        _representation(adaptation, element, duration)
+        for adaptation in _children(period, "AdaptationSet")
+        for element in _children(adaptation, "Representation")
     )
+    if not any(rep.content_type == "video" for rep in representations):
+        raise _error("no video Representation")
+    return Manifest(duration=duration, representations=representations)
 
 
 def _inherited(adaptation: Element, element: Element, name: str) -> str:
@@ -178,7 +234,7 @@ def _inherited(adaptation: Element, element: Element, name: str) -> str:
 def _representation(adaptation: Element, element: Element, duration: float) -> Representation:
     representation_id = element.get("id")
     if not representation_id:
-        raise RemoteProtocolError("MPD: Representation without @id", reason="mpd")
+        raise _error("Representation without @id")
     mime_type = _inherited(adaptation, element, "mimeType")
     content_type = adaptation.get("contentType") or mime_type.split("/")[0]
     if content_type not in ("video", "audio"):
@@ -188,12 +244,10 @@ def _representation(adaptation: Element, element: Element, duration: float) -> R
     if template is None:
         template = _child(adaptation, "SegmentTemplate")
     if template is None:
-        raise RemoteProtocolError(
-            f"MPD: Representation {representation_id} has no SegmentTemplate", reason="mpd"
-        )
+        raise _error(f"Representation {representation_id} has no SegmentTemplate")
     media = template.get("media")
     if not media:
-        raise RemoteProtocolError("MPD: SegmentTemplate lacks @media", reason="mpd")
+        raise _error("SegmentTemplate lacks @media")
     initialization = expand_template(
         template.get("initialization", ""), representation_id=representation_id, bandwidth=bandwidth
     )
@@ -206,6 +260,7 @@ def _representation(adaptation: Element, element: Element, duration: float) -> R
         bandwidth=bandwidth,
         width=_int(element, "width", _int(adaptation, "width", 0)),
         height=_int(element, "height", _int(adaptation, "height", 0)),
+        frame_rate=_inherited(adaptation, element, "frameRate") or None,
         initialization=initialization,
         segments=segments,
     )
@@ -222,7 +277,7 @@ def _segments(
     def add(time: int, length: int) -> None:
         nonlocal number
         if len(segments) >= MAX_SEGMENTS:
-            raise RemoteProtocolError(f"MPD: more than {MAX_SEGMENTS} segments", reason="mpd")
+            raise _error(f"more than {MAX_SEGMENTS} segments")
         url = expand_template(
             media,
             representation_id=representation_id,
@@ -247,8 +302,11 @@ def _segments(
             time = _int(entry, "t", time)
             length = _int(entry, "d")
             if length == 0:
-                raise RemoteProtocolError("MPD: S@d is zero", reason="mpd")
-            repeat = int(entry.get("r", "0"))
+                raise _error("S@d is zero")
+            try:
+                repeat = int(entry.get("r", "0"))
+            except ValueError:
+                raise _error(f"S@r is not an integer: {entry.get('r')!r}") from None
             if repeat < 0:  # -1: repeat until the end of the period
                 repeat = max(0, math.ceil((duration * timescale + offset - time) / length) - 1)
             for _ in range(repeat + 1):
@@ -257,19 +315,21 @@ def _segments(
     else:
         length = _int(template, "duration")
         if length == 0:
-            raise RemoteProtocolError("MPD: SegmentTemplate@duration is zero", reason="mpd")
-        count = math.ceil(duration * timescale / length - 1e-9)
+            raise _error("SegmentTemplate@duration is zero")
+        # Rounded first: 30.0 s of 2 s segments is 15 even when the float says 15.0000001.
+        count = max(1, math.ceil(round(duration * timescale / length, 6)))
+        if count > MAX_SEGMENTS:
+            raise _error(f"more than {MAX_SEGMENTS} segments")
         for index in range(count):
             last = min(length, round(duration * timescale) - index * length)
             add(offset + index * length, max(last, 1))
     if not segments:
-        raise RemoteProtocolError(
-            f"MPD: Representation {representation_id} has no segments", reason="mpd"
-        )
+        raise _error(f"Representation {representation_id} has no segments")
     return tuple(segments)
 
 
 def manifest_summary(manifest: Manifest) -> dict[str, Any]:
+    """A short description for logs and reports."""
     return {
         "duration_s": manifest.duration,
         "segments": manifest.segment_count,
