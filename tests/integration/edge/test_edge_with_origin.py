@@ -12,7 +12,7 @@ from seedcast.config import ClusterConfig
 from seedcast.http11 import HttpClient
 from seedcast.origin.library import Library
 from seedcast.origin.server import serve as serve_origin
-from seedcast.origin.testing import SYNTHETIC_VERSION, segment_bytes, write_synthetic_video
+from seedcast.testing.origin import SYNTHETIC_VERSION, segment_bytes, write_synthetic_video
 
 
 async def _start_origin(nursery: trio.Nursery, config: ClusterConfig, tmp_path: Path) -> str:

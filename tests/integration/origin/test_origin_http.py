@@ -20,8 +20,8 @@ from seedcast.origin.app import OriginApp
 from seedcast.origin.files import INDEX_RECHECK_SECONDS
 from seedcast.origin.library import Library
 from seedcast.origin.server import serve
-from seedcast.origin.testing import SEGMENT_SIZE, config_for, segment_bytes, write_synthetic_video
-from seedcast.origin.testing import SYNTHETIC_VERSION as VERSION
+from seedcast.testing.origin import SEGMENT_SIZE, config_for, segment_bytes, write_synthetic_video
+from seedcast.testing.origin import SYNTHETIC_VERSION as VERSION
 
 SECRET = b"TOP-SECRET-MARKER-6f1d"
 DASHJS_STANDIN = b"/* stand-in for dash.js */ var dashjs = {};\n"

@@ -190,7 +190,7 @@ async def test_without_a_launcher_there_is_no_control_channel() -> None:
 def dummy(*options: str, env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """The test role as a real process; killed, reaped and closed at the end."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "seedcast.launcher._dummy", "--listen", "127.0.0.1:0", *options],
+        [sys.executable, "-m", "seedcast.testing.dummy_role", "--listen", "127.0.0.1:0", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},

@@ -24,10 +24,10 @@ from seedcast.agent.server import Agent, AgentSettings
 from seedcast.agent.sources import CdnClient
 from seedcast.http11 import HttpClient, HttpServer, Request, Response, Router
 from seedcast.http11.semantics import Span, parse_range, resolve
-from seedcast.origin.testing import MANIFEST
 from seedcast.peer.metainfo import Metainfo, create_torrent
 from seedcast.peer.storage import Storage
 from seedcast.peer.swarm import Swarm, SwarmSettings
+from seedcast.testing.origin import MANIFEST
 
 VIDEO_ID = "vid"
 PIECE = 16 * 1024

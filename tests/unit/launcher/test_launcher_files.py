@@ -167,7 +167,7 @@ def test_plan_says_when_prometheus_is_missing(
 
 def test_up_validates_counts(config: ClusterConfig) -> None:
     from seedcast.errors import UsageError
-    from seedcast.launcher.commands import prepare_config
+    from seedcast.launcher.up import prepare_config
 
     args = argparse.Namespace(edges=-1, peers=None)
     with pytest.raises(UsageError, match="--edges"):

@@ -1,4 +1,4 @@
-"""``seedcast up``, ``seedcast status`` and ``seedcast down``.
+"""``seedcast up``: start a local cluster and supervise it.
 
 ``up`` resolves the config (``--edges``, ``--peers``), writes it to the run
 directory, cleans up after a crashed run, publishes the sample video when the
@@ -8,137 +8,33 @@ cluster in the foreground (children's log lines stream with a coloured
 prefix; Ctrl-C stops everything, a second Ctrl-C kills) or, with
 ``--detach``, hands it to a background launcher
 (:mod:`seedcast.launcher.daemon`) and returns once every process is ready.
-``status`` and ``down`` find the cluster through ``<run_dir>/state.json``
-and talk to its launcher over the control socket.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from seedcast.config import ClusterConfig, to_toml
 from seedcast.errors import SeedcastError, UsageError
+from seedcast.launcher import netns
+from seedcast.launcher.cluster import absolute_dirs, clean_stale, command_hint
+from seedcast.launcher.demo import run_demo
+from seedcast.launcher.output import ColourLines, LauncherLogHandler
 from seedcast.launcher.plan import ClusterPlan, plan_cluster, prometheus_binary
-from seedcast.launcher.state import (
-    CLUSTER_ID_ENV,
-    ClusterState,
-    belongs_to,
-    is_launcher,
-    pid_alive,
-    processes_of,
-    read_state,
-    remove_state,
-    rss_bytes,
-)
-from seedcast.units import format_size
-
-SHUTDOWN_SECONDS = 30.0
-"""How long ``down`` waits for the launcher to stop everything before killing."""
-
-
-class ClusterNotRunning(SeedcastError):
-    """There is no running cluster in this run directory."""
-
-
-# --- shared helpers ------------------------------------------------------------
-
-
-def _absolute(config: ClusterConfig) -> ClusterConfig:
-    """The config with its data and run directories made absolute (children may chdir)."""
-    data_dir = Path(config.cluster.data_dir).resolve()
-    run_dir = config.run_dir.resolve() if config.cluster.run_dir else data_dir / "run"
-    return dataclasses.replace(
-        config,
-        cluster=dataclasses.replace(config.cluster, data_dir=str(data_dir), run_dir=str(run_dir)),
-    )
-
-
-def _command_hint(args: argparse.Namespace, command: str) -> str:
-    """``seedcast [--config F] [--data D] <command>``: how to reach this cluster again."""
-    parts = ["seedcast"]
-    if getattr(args, "config", None):
-        parts += ["--config", str(args.config)]
-    if getattr(args, "data", None):
-        parts += ["--data", str(args.data)]
-    return " ".join([*parts, command])
-
-
-def _wait_pids_gone(pids: Iterable[int], timeout: float) -> list[int]:
-    """Wait (on pidfds, not by polling) until ``pids`` are gone; returns those still alive."""
-    descriptors: dict[int, int] = {}
-    for pid in pids:
-        try:
-            descriptors[os.pidfd_open(pid)] = pid
-        except OSError:
-            continue
-    deadline = time.monotonic() + timeout
-    poller = select.poll()
-    for descriptor in descriptors:
-        poller.register(descriptor, select.POLLIN)
-    try:
-        remaining = dict(descriptors)
-        while remaining:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            for descriptor, _ in poller.poll(left * 1000):
-                poller.unregister(descriptor)
-                remaining.pop(descriptor, None)
-        return [pid for pid in remaining.values() if pid_alive(pid)]
-    finally:
-        for descriptor in descriptors:
-            os.close(descriptor)
-
-
-def _stop_leftovers(cluster_id: str, pids: Iterable[int] = ()) -> int:
-    """TERM, then KILL, every process of the cluster; returns how many there were."""
-    leftovers = sorted(
-        set(processes_of(cluster_id)) | {p for p in pids if belongs_to(p, cluster_id)}
-    )
-    for pid in leftovers:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-    still = _wait_pids_gone(leftovers, 2.0)
-    for pid in still:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    _wait_pids_gone(still, 2.0)
-    return len(leftovers)
-
-
-def clean_stale(run_dir: Path) -> str | None:
-    """Clean up after a launcher that died; raises if a live cluster owns ``run_dir``."""
-    state = read_state(run_dir)
-    if state is None:
-        return None
-    if is_launcher(state.launcher_pid, state):
-        raise SeedcastError(
-            f"a cluster is already running in {run_dir} (launcher pid {state.launcher_pid}); "
-            "stop it with `seedcast down` first"
-        )
-    count = _stop_leftovers(state.cluster_id, state.pids())
-    remove_state(run_dir, state)
-    _remove_network(run_dir)
-    return (
-        f"cleaned up a stale run in {run_dir} (launcher {state.launcher_pid} gone, "
-        f"{count} leftover process(es) stopped)"
-    )
-
-
-# --- seedcast up ---------------------------------------------------------------
+from seedcast.launcher.state import CLUSTER_ID_ENV, is_launcher, read_state
+from seedcast.launcher.supervisor import Supervisor
+from seedcast.logs import setup_logging
+from seedcast.origin.library import Library
 
 
 def configure_up(parser: argparse.ArgumentParser) -> None:
@@ -208,14 +104,12 @@ def prepare_config(args: argparse.Namespace, config: ClusterConfig) -> ClusterCo
         if args.peers < 0 or args.peers > 250:
             raise UsageError(f"--peers {args.peers}: use 0 to 250")
         config = config.with_peer_count(args.peers)
-    return _absolute(config)
+    return absolute_dirs(config)
 
 
 def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
     config = prepare_config(args, config)
     if getattr(args, "demo", False):
-        from seedcast.launcher.demo import run_demo
-
         return run_demo(args, config)
     run_dir = config.run_dir
     note = clean_stale(run_dir)
@@ -224,8 +118,6 @@ def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
     with_prometheus = bool(args.prometheus or config.prometheus.enabled)
     layout = None
     if getattr(args, "netns", False):
-        from seedcast.launcher import netns
-
         config, layout = netns.prepare_cluster(
             config, shaping=args.shaping, prometheus=with_prometheus
         )
@@ -254,7 +146,6 @@ def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
 
 def publish_sample_if_empty(config: ClusterConfig, config_file: Path) -> None:
     """Make and publish the sample video when the library has no video at all."""
-    from seedcast.origin.library import Library
 
     library = Library.for_data_dir(config.data_dir)
     if library.read_index_or_empty().videos:
@@ -285,9 +176,6 @@ def _up_foreground(
 ) -> int:
     import trio
     from rich.console import Console
-    from seedcast.launcher.output import ColourLines, LauncherLogHandler
-    from seedcast.launcher.supervisor import Supervisor
-    from seedcast.logs import setup_logging
 
     console = Console(highlight=False, soft_wrap=True)
     sink = ColourLines(console, [spec.name for spec in plan.processes])
@@ -395,7 +283,7 @@ def _last_line(path: Path) -> str:
 
 
 def _hints(args: argparse.Namespace) -> dict[str, str]:
-    return {"status": _command_hint(args, "status"), "down": _command_hint(args, "down")}
+    return {"status": command_hint(args, "status"), "down": command_hint(args, "down")}
 
 
 def build_summary(supervisor: Any, args: argparse.Namespace | None) -> dict[str, Any]:
@@ -423,15 +311,12 @@ def build_summary(supervisor: Any, args: argparse.Namespace | None) -> dict[str,
 def _network_summary(config: ClusterConfig) -> dict[str, Any] | None:
     if not (config.run_dir / "netns.json").exists():
         return None
-    from seedcast.launcher import netns
 
     return netns.summary(config)
 
 
 def _video_to_watch(config: ClusterConfig) -> str:
     with contextlib.suppress(Exception):
-        from seedcast.origin.library import Library
-
         videos = Library.for_data_dir(config.data_dir).read_index_or_empty().videos
         if videos and config.origin.sample_id not in videos:
             return str(sorted(videos)[0])
@@ -506,273 +391,4 @@ def print_summary(console: Any, summary: Mapping[str, Any], *, detached: bool) -
         line("stop", f"Ctrl-C here, or {down}")
 
 
-# --- seedcast status -----------------------------------------------------------
-
-
-def configure_status(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--json", action="store_true", help="print a JSON list with one object per process"
-    )
-    parser.add_argument(
-        "--watch",
-        type=float,
-        nargs="?",
-        const=1.0,
-        default=None,
-        metavar="S",
-        help="keep the table on screen, refreshed every S seconds (default 1) until Ctrl-C",
-    )
-
-
-def query_cluster(state: ClusterState, timeout: float = 5.0) -> dict[str, Any]:
-    """Ask the launcher for every process's row (with live statistics)."""
-    import trio
-    from seedcast.control import connect_control
-
-    async def main() -> dict[str, Any]:
-        with trio.fail_after(timeout):
-            channel = await connect_control(state.control)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(channel.run)
-                reply = await channel.request("cluster-status", timeout=timeout)
-                nursery.cancel_scope.cancel()
-            await channel.aclose()
-            return dict(reply.fields)
-
-    return trio.run(main)
-
-
-def _stale_rows(state: ClusterState) -> list[dict[str, Any]]:
-    rows = []
-    for recorded in state.processes:
-        row = dict(recorded)
-        pid = row.get("pid")
-        alive = isinstance(pid, int) and belongs_to(pid, state.cluster_id)
-        if not alive:
-            row["pid"] = None
-            row["state"] = "stopped"
-        row["rss_bytes"] = rss_bytes(pid) if alive else None
-        row.setdefault("statistics", {})
-        rows.append(row)
-    return rows
-
-
-def run_status(args: argparse.Namespace, config: ClusterConfig) -> int:
-    from seedcast.control import ControlError
-
-    run_dir = _absolute(config).run_dir
-    state = read_state(run_dir)
-    if state is None:
-        raise ClusterNotRunning(f"no cluster is running in {run_dir} (start one with seedcast up)")
-    stale = not is_launcher(state.launcher_pid, state)
-    rows: list[dict[str, Any]]
-    if not stale:
-        try:
-            rows = list(query_cluster(state)["processes"])
-        except (ControlError, TimeoutError, OSError):
-            rows = _stale_rows(state)
-            print(
-                f"launcher {state.launcher_pid} does not answer; showing the state file",
-                file=sys.stderr,
-            )
-    else:
-        rows = _stale_rows(state)
-        print(
-            f"launcher {state.launcher_pid} is gone: stale state (clean up with "
-            f"{_command_hint(args, 'down')})",
-            file=sys.stderr,
-        )
-    if args.json:
-        json.dump(rows, sys.stdout, indent=1)
-        print()
-    elif args.watch and not stale:
-        _watch(state, args.watch)
-    else:
-        _print_table(rows, state)
-    return 1 if stale else 0
-
-
-def _watch(state: ClusterState, interval: float) -> None:
-    """A live table until Ctrl-C or until the cluster goes away."""
-    from rich.console import Console
-    from rich.live import Live
-    from seedcast.control import ControlError
-
-    if interval <= 0:
-        raise UsageError("--watch: the interval must be positive")
-    console = Console(width=max(120, Console().width))
-    with Live(console=console, auto_refresh=False) as live:
-        while True:
-            try:
-                rows = list(query_cluster(state)["processes"])
-            except (ControlError, TimeoutError, OSError):
-                live.update(f"cluster {state.cluster!r} is gone", refresh=True)
-                return
-            live.update(_table(rows, state), refresh=True)
-            try:
-                time.sleep(interval)  # the refresh period of a display, not a wait for state
-            except KeyboardInterrupt:
-                return
-
-
-_RATES = {
-    "edge": (("req_per_s", "req/s", "{:.1f}"), ("hit_ratio", "hit", "{:.0%}")),
-    "dns": (("queries_per_s", "q/s", "{:.1f}"),),
-    "peer": (("peers", "peers", "{}"), ("bytes_up", "up", "size"), ("bytes_down", "down", "size")),
-    "viewer": (
-        ("peers", "peers", "{}"),
-        ("bytes_up", "up", "size"),
-        ("bytes_down", "down", "size"),
-    ),
-}
-
-
-def format_rates(role: str, statistics: Mapping[str, Any]) -> str:
-    parts = []
-    known = _RATES.get(role)
-    if known:
-        for key, label, style in known:
-            value = statistics.get(key)
-            if value is None:
-                continue
-            with contextlib.suppress(TypeError, ValueError):
-                shown = format_size(int(value)) if style == "size" else style.format(value)
-                parts.append(f"{label} {shown}")
-    else:
-        for key, value in list(statistics.items())[:3]:
-            parts.append(f"{key} {value}")
-    return "  ".join(parts)
-
-
-def _uptime(seconds: Any) -> str:
-    if not isinstance(seconds, int | float) or seconds <= 0:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
-
-
-def _print_table(rows: Sequence[Mapping[str, Any]], state: ClusterState) -> None:
-    from rich.console import Console
-
-    console = Console(width=max(120, Console().width))
-    console.print(_table(rows, state))
-    for row in rows:
-        if row.get("state") == "failed" and row.get("error"):
-            console.print(f"[red]{row['name']}: {row['error']}[/] (log: {row.get('log')})")
-
-
-def _table(rows: Sequence[Mapping[str, Any]], state: ClusterState) -> Any:
-    from rich.table import Table
-
-    table = Table(title=f"cluster {state.cluster!r} ({state.run_dir})")
-    for column in ("role", "name", "pid", "address", "state", "uptime", "restarts", "RSS", "rates"):
-        table.add_column(
-            column, justify="right" if column in ("pid", "restarts", "RSS") else "left"
-        )
-    styles = {
-        "ready": "green",
-        "starting": "yellow",
-        "restarting": "yellow",
-        "failed": "bold red",
-        "stopped": "dim",
-    }
-    for row in rows:
-        state_text = str(row.get("state"))
-        rss = row.get("rss_bytes")
-        table.add_row(
-            str(row.get("role")),
-            str(row.get("name")),
-            str(row.get("pid") or "-"),
-            str(row.get("address")),
-            f"[{styles.get(state_text, 'white')}]{state_text}[/]",
-            _uptime(row.get("uptime")),
-            str(row.get("restarts", 0)),
-            format_size(rss) if isinstance(rss, int) else "-",
-            format_rates(str(row.get("role")), row.get("statistics") or {}),
-        )
-    return table
-
-
-# --- seedcast down -------------------------------------------------------------
-
-
-def configure_down(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=SHUTDOWN_SECONDS,
-        metavar="S",
-        help=f"seconds to wait for a graceful stop before killing (default {SHUTDOWN_SECONDS:g})",
-    )
-
-
-def stop_cluster(state: ClusterState, timeout: float) -> str:
-    """Stop the recorded cluster: ask its launcher, else kill what is left. Returns a summary."""
-    import trio
-    from seedcast.control import ControlError, connect_control
-
-    stopped_by = f"its launcher {state.launcher_pid} was already gone"
-    if is_launcher(state.launcher_pid, state):
-
-        async def ask() -> None:
-            with trio.move_on_after(timeout):
-                channel = await connect_control(state.control)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(channel.run)
-                    with contextlib.suppress(ControlError):
-                        await channel.request("shutdown", {}, timeout=timeout)
-                    nursery.cancel_scope.cancel()
-                await channel.aclose()
-
-        with contextlib.suppress(ControlError, OSError):
-            trio.run(ask)
-        if _wait_pids_gone([state.launcher_pid], 5.0):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(state.launcher_pid, signal.SIGKILL)
-            _wait_pids_gone([state.launcher_pid], 2.0)
-            stopped_by = "launcher did not stop; killed it"
-        else:
-            stopped_by = "stopped gracefully"
-    leftovers = _stop_leftovers(state.cluster_id, state.pids())
-    remove_state(Path(state.run_dir), state)
-    if leftovers:
-        stopped_by += f"; killed {leftovers} leftover process(es)"
-    network = _remove_network(Path(state.run_dir))
-    if network:
-        stopped_by += f"; {network}"
-    return stopped_by
-
-
-def _remove_network(run_dir: Path) -> str | None:
-    """Remove a ``--netns`` network left in ``run_dir`` (its launcher normally does)."""
-    if not (run_dir / "netns.json").exists():
-        return None
-    from seedcast.launcher import netns
-
-    return netns.teardown_recorded(run_dir)
-
-
-def run_down(args: argparse.Namespace, config: ClusterConfig) -> int:
-    run_dir = _absolute(config).run_dir
-    state = read_state(run_dir)
-    if state is None:
-        network = _remove_network(run_dir)
-        print(f"no cluster is running in {run_dir}" + (f" ({network})" if network else ""))
-        return 0
-    how = stop_cluster(state, args.timeout)
-    print(f"cluster {state.cluster!r} stopped ({len(state.processes)} processes; {how})")
-    return 0
-
-
-__all__ = [
-    "configure_down",
-    "configure_status",
-    "configure_up",
-    "run_down",
-    "run_status",
-    "run_up",
-]
+__all__ = ["configure_up", "run_up"]

@@ -15,8 +15,10 @@ What it measures (all in one run, on loopback):
 3. **One-to-one throughput**, uncapped: a seed and a leecher, ours (two
    processes) and libtorrent's (two sessions), in MB/s.
 
-Workers are ``python -m seedcast.peer.bench`` processes fed a JSON job on
-stdin; they report completions as JSON lines and stop when stdin closes.
+Workers are ``python -m seedcast.bench.swarm`` processes started through
+:func:`seedcast.bench._cluster.open_run_cluster` (stopped by PID at the end),
+speaking :mod:`seedcast.bench._worker`'s line protocol: a JSON job on stdin,
+completions as JSON lines, stop when stdin closes.
 """
 
 from __future__ import annotations
@@ -26,23 +28,27 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
+from seedcast.bench._cluster import open_run_cluster
+from seedcast.bench._worker import Emit, JobInput, run_worker
 from seedcast.config import ClusterConfig
-from seedcast.errors import UsageError
+from seedcast.errors import SeedcastError, UsageError
+from seedcast.peer.metainfo import Metainfo, create_torrent
+from seedcast.testing.libtorrent_peer import LibtorrentPeer
 from seedcast.units import MiB, format_size, parse_rate, parse_size
 
 __all__ = ["configure", "run"]
 
 _ADDRESS_PREFIX = "127.0.40."
+WORKER = "seedcast.bench.swarm"
+"""The worker module: this one (``python -m seedcast.bench.swarm``)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -284,8 +290,6 @@ def _make_file(root: Path, name: str, filename: str, size: int) -> Path:
 
 
 def _torrent(source: Path, announce: str, piece_length: int | None) -> bytes:
-    from seedcast.peer.metainfo import create_torrent
-
     (folder,) = [path for path in source.iterdir() if path.is_dir()]
     files = [path.name for path in folder.iterdir()]
     return create_torrent(
@@ -296,6 +300,8 @@ def _torrent(source: Path, announce: str, piece_length: int | None) -> bytes:
 async def _start_tracker(config: ClusterConfig, nursery: trio.Nursery) -> str:
     import dataclasses
 
+    # The tracker (+50 ms) loads when the run starts:
+    # `seedcast bench` imports every mode module for its --help (see seedcast.bench.commands).
     from seedcast.tracker.server import TrackerService
 
     tracker_config = dataclasses.replace(config.tracker, allowlist=(), udp=False)
@@ -347,58 +353,23 @@ async def _seedcast_swarm(
         completions: list[float] = []
         uploaded: dict[int, int] = {}
         done = trio.Event()
-        processes = []
 
-        async def run_worker(job: list[dict[str, Any]]) -> None:
-            payload = json.dumps(
-                {"torrent": str(torrent), "peers": job, "start_at": start_at, "trace": trace}
-            ).encode()
-            process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "seedcast.peer.bench"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-            )
-            processes.append(process)
-            assert process.stdin is not None
-            assert process.stdout is not None
-            try:
-                await process.stdin.send_all(payload + b"\n")
-                buffer = b""
-                while True:
-                    chunk = await process.stdout.receive_some(65536)
-                    if not chunk:
-                        break
-                    buffer += chunk
-                    while b"\n" in buffer:
-                        line, buffer = buffer.split(b"\n", 1)
-                        message = json.loads(line)
-                        if message.get("event") == "uploaded":
-                            slot = round((message["time"] - start_at) / 2)
-                            uploaded[slot] = uploaded.get(slot, 0) + message["bytes"]
-                        if message.get("event") == "complete" and not message.get("seed"):
-                            completions.append(message["time"] - start_at)
-                            if len(completions) == count:
-                                done.set()
-            finally:
-                with trio.CancelScope(shield=True):
-                    if process.returncode is None:
-                        process.kill()
-                    await process.wait()
+        def on_message(message: dict[str, Any]) -> None:
+            if message.get("event") == "uploaded":
+                slot = round((message["time"] - start_at) / 2)
+                uploaded[slot] = uploaded.get(slot, 0) + message["bytes"]
+            elif message.get("event") == "complete" and not message.get("seed"):
+                completions.append(message["time"] - start_at)
+                if len(completions) == count:
+                    done.set()
 
-        for job in jobs:
-            nursery.start_soon(run_worker, job)
-        with trio.move_on_after(start_at - time.time() + 5 * limit + 30):
-            await done.wait()
-        for process in processes:
-            assert process.stdin is not None
-            with trio.CancelScope(shield=True):
-                try:
-                    await process.stdin.aclose()
-                except trio.ClosedResourceError:
-                    pass
-        with trio.move_on_after(10):
-            for process in processes:
-                await process.wait()
+        # Leaving the run cluster closes the workers' stdin and waits for them (then kills).
+        async with open_run_cluster(run_dir / "logs") as cluster:
+            for number, job in enumerate(jobs, 1):
+                work = {"torrent": str(torrent), "peers": job, "start_at": start_at, "trace": trace}
+                await cluster.start_worker(f"swarm-{number}", work, on_message, module=WORKER)
+            with trio.move_on_after(start_at - time.time() + 5 * limit + 30):
+                await done.wait()
         nursery.cancel_scope.cancel()
     shutil.rmtree(run_dir, ignore_errors=True)
     if trace:
@@ -412,14 +383,18 @@ async def _seedcast_swarm(
     return SwarmResult("seedcast", count, tuple(sorted(completions)), count - len(completions))
 
 
-def _worker_main() -> None:
-    """Run the virtual peers of one job (JSON on stdin) until stdin closes."""
-    job = json.loads(sys.stdin.readline())
-    trio.run(_worker, job)
-
-
-async def _worker(job: dict[str, Any]) -> None:
-    from seedcast.peer.metainfo import Metainfo
+async def _worker(report: Emit) -> None:
+    """Run the virtual peers of one job (the first line on stdin) until stdin closes."""
+    lines = JobInput()
+    job = await lines.job()
+    if job is None:
+        return
+    if job.get("pair"):
+        await _pair_worker(job, lines, report)
+        return
+    # The swarm (+38 ms) loads in the worker processes only: this module is also the mode
+    # module, and `seedcast bench` imports every mode module for its --help
+    # (see seedcast.bench.commands).
     from seedcast.peer.storage import Storage
     from seedcast.peer.swarm import Swarm, SwarmSettings
 
@@ -441,10 +416,6 @@ async def _worker(job: dict[str, Any]) -> None:
             have=have,
         )
         swarms.append((peer, swarm))
-
-    def report(message: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
 
     async def watch(peer: dict[str, Any], swarm: Swarm) -> None:
         await swarm.wait_complete()
@@ -469,9 +440,7 @@ async def _worker(job: dict[str, Any]) -> None:
                 nursery.start_soon(watch, peer, swarm)
         if job.get("trace"):
             nursery.start_soon(trace)
-        stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-        while await stdin.receive_some(1024):
-            pass
+        await lines.wait_closed()
         nursery.cancel_scope.cancel()
     for peer, swarm in swarms:
         statistics = swarm.statistics()
@@ -499,7 +468,6 @@ async def _libtorrent_swarm(
     caps: tuple[float, float, float],
     limit: float,
 ) -> SwarmResult:
-    from seedcast.peer.baseline import LibtorrentPeer
 
     seed_upload, peer_upload, download = caps
     run_dir = workdir / f"libtorrent-{count}"
@@ -601,69 +569,54 @@ async def _seedcast_throughput(workdir: Path, source: Path) -> float:
         "start_at": start_at,
         "connect": [f"{_ADDRESS_PREFIX}101"],
     }
-    elapsed = await _direct_pair(seed_job, leech_job, start_at)
+    elapsed = await _direct_pair(seed_job, leech_job, run_dir / "logs")
     shutil.rmtree(run_dir, ignore_errors=True)
     return size / elapsed / 1e6
 
 
-async def _direct_pair(
-    seed_job: dict[str, Any], leech_job: dict[str, Any], start_at: float
-) -> float:
+async def _direct_pair(seed_job: dict[str, Any], leech_job: dict[str, Any], log_dir: Path) -> float:
     """Run a seed worker and a leecher worker; the leecher connects to the seed's port."""
-    async with trio.open_nursery() as nursery:
-        seed = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "seedcast.peer.bench", "--pair-seed"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        leech = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "seedcast.peer.bench", "--pair-leecher"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        try:
-            assert seed.stdin is not None
-            assert seed.stdout is not None
-            assert leech.stdin is not None
-            assert leech.stdout is not None
-            await seed.stdin.send_all(json.dumps(seed_job).encode() + b"\n")
-            port_line = await _read_line(seed.stdout)
-            leech_job = dict(leech_job, seed_port=json.loads(port_line)["port"])
-            await leech.stdin.send_all(json.dumps(leech_job).encode() + b"\n")
-            with trio.fail_after(300):
-                done = json.loads(await _read_line(leech.stdout))
-            return float(done["time"] - done["started"])
-        finally:
-            with trio.CancelScope(shield=True):
-                for process in (seed, leech):
-                    if process.returncode is None:
-                        process.kill()
-                    await process.wait()
-            nursery.cancel_scope.cancel()
+    got: dict[str, Any] = {}
+    listening, finished = trio.Event(), trio.Event()
 
+    def on_message(message: dict[str, Any]) -> None:
+        if message.get("event") == "listening":
+            got["port"] = message["port"]
+        elif message.get("event") == "complete":
+            got["elapsed"] = message["time"] - message["started"]
+        elif message.get("event") != "exit":
+            return
+        # An early exit wakes the waiter too: it reports the worker's last lines.
+        (listening if message.get("worker") == "pair-seed" else finished).set()
 
-async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = await stream.receive_some(1)
-        if not chunk:
-            raise EOFError("worker exited")
-        data += chunk
-    return data
+    async with open_run_cluster(log_dir) as cluster:
+        seed = {**seed_job, "pair": "seed"}
+        await cluster.start_worker("pair-seed", seed, on_message, module=WORKER)
+        with trio.fail_after(300):
+            await listening.wait()
+        if "port" not in got:
+            raise SeedcastError(f"the seed worker exited: {' | '.join(cluster.tail('pair-seed'))}")
+        leecher = {**leech_job, "pair": "leecher", "seed_port": got["port"]}
+        await cluster.start_worker("pair-leecher", leecher, on_message, module=WORKER)
+        with trio.fail_after(300):
+            await finished.wait()
+        if "elapsed" not in got:
+            tail = " | ".join(cluster.tail("pair-leecher"))
+            raise SeedcastError(f"the leecher worker exited: {tail}")
+    return float(got["elapsed"])
 
 
 def _payload_size(torrent: bytes) -> int:
-    from seedcast.peer.metainfo import Metainfo
-
     return sum(entry.length for entry in Metainfo.parse(torrent).real_files)
 
 
-async def _pair_worker(role: str) -> None:
-    from seedcast.peer.metainfo import Metainfo
+async def _pair_worker(job: dict[str, Any], lines: JobInput, report: Emit) -> None:
+    # The swarm (+38 ms) loads in the worker processes only: this module is also the mode
+    # module, and `seedcast bench` imports every mode module for its --help
+    # (see seedcast.bench.commands).
     from seedcast.peer.storage import Storage
     from seedcast.peer.swarm import Swarm, SwarmSettings
 
-    job = json.loads(sys.stdin.readline())
     metainfo = Metainfo.parse(await trio.Path(job["torrent"]).read_bytes())
     (peer,) = job["peers"]
     storage = Storage(metainfo, Path(peer["dir"]))
@@ -680,25 +633,19 @@ async def _pair_worker(role: str) -> None:
         await trio.sleep(max(0.0, job["start_at"] - time.time()))
         await nursery.start(swarm.serve)
         assert swarm.listen_address is not None
-        if role == "seed":
-            sys.stdout.write(json.dumps({"port": swarm.listen_address[1]}) + "\n")
-            sys.stdout.flush()
+        if job["pair"] == "seed":
+            report({"event": "listening", "port": swarm.listen_address[1]})
         else:
             started = time.time()
             swarm.add_peer(job["connect"][0], job["seed_port"])
             await swarm.wait_complete()
-            sys.stdout.write(json.dumps({"started": started, "time": time.time()}) + "\n")
-            sys.stdout.flush()
-        stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-        while await stdin.receive_some(1024):
-            pass
+            report({"event": "complete", "started": started, "time": time.time()})
+        await lines.wait_closed()
         nursery.cancel_scope.cancel()
     storage.close()
 
 
 async def _libtorrent_throughput(workdir: Path, source: Path) -> float:
-    from seedcast.peer.baseline import LibtorrentPeer
-
     run_dir = workdir / "throughput-libtorrent"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -719,14 +666,8 @@ async def _libtorrent_throughput(workdir: Path, source: Path) -> float:
     return size / elapsed / 1e6
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv == ["--pair-seed"]:
-        trio.run(_pair_worker, "seed")
-    elif argv == ["--pair-leecher"]:
-        trio.run(_pair_worker, "leecher")
-    else:
-        _worker_main()
+def main() -> None:
+    run_worker(_worker)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from seedcast.launcher.netns import leftovers, prefix_for, sweep
 from seedcast.launcher.state import pid_alive, processes_of, read_state
+from seedcast.testing.origin import publish_sample
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("netns_ready")]
 
@@ -50,19 +51,7 @@ def seedcast(*arguments: str, timeout: float = 90) -> subprocess.CompletedProces
 def tiny_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4 s, 320x180 sample published as ``sample`` (one 360p rendition)."""
     data_dir = tmp_path_factory.mktemp("netns-library")
-    sample = data_dir / "tiny.mp4"
-    seedcast(
-        "--data",
-        str(data_dir),
-        "sample",
-        "--seconds",
-        "4",
-        "--size",
-        "320x180",
-        "--out",
-        str(sample),
-    )
-    seedcast("--data", str(data_dir), "publish", str(sample), "--id", "sample", "--ladder", "360p")
+    publish_sample(data_dir, source=data_dir / "tiny.mp4")
     return data_dir
 
 

@@ -171,6 +171,8 @@ def _bench_config(config: ClusterConfig) -> ClusterConfig:
 
 def _write_zone_files(config: ClusterConfig, folder: Path) -> list[Path]:
     """Master files of our zones with each steered name as a static A record (first edge)."""
+    # The nameserver (+39 ms) loads when the run starts:
+    # `seedcast bench` imports every mode module for its --help (see seedcast.bench.commands).
     from seedcast.nameserver.answerer import Answerer
 
     folder.mkdir(parents=True, exist_ok=True)

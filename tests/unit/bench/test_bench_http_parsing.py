@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seedcast.bench.http_bench import Result, best_rounds, format_table, parse_wrk
+from seedcast.bench.http import Result, best_rounds, format_table, parse_wrk
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:40000/1k
   1 threads and 64 connections

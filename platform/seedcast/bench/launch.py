@@ -31,9 +31,11 @@ from typing import Any
 
 from seedcast.config import ClusterConfig, to_toml
 from seedcast.errors import SeedcastError
+from seedcast.launcher.state import rss_bytes
+from seedcast.testing.origin import publish_sample
+from seedcast.testing.processes import check_seedcast
 from seedcast.units import MiB, format_size
 
-SEEDCAST = [sys.executable, "-m", "seedcast"]
 BARE = "import os, sys, trio; os.write(int(sys.argv[1]), b'x'); sys.stdin.read()"
 
 
@@ -42,18 +44,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edges", type=int, default=2)
     parser.add_argument("--peers", type=int, default=4, help="viewers (default 4)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-
-
-def _seedcast(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    completed = subprocess.run(
-        [*SEEDCAST, *arguments], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if completed.returncode != 0:
-        raise SeedcastError(
-            f"seedcast {arguments[-1] if arguments else ''} failed: "
-            f"{(completed.stderr or completed.stdout).strip().splitlines()[-1:]}"
-        )
-    return completed
 
 
 def bare_processes(count: int) -> tuple[float, int]:
@@ -77,7 +67,6 @@ def bare_processes(count: int) -> tuple[float, int]:
                 raise SeedcastError("bare baseline processes did not start in 60 s")
             got += len(os.read(read_fd, count))
         elapsed = time.monotonic() - started
-        from seedcast.launcher.state import rss_bytes
 
         rss = rss_bytes(processes[0].pid) or 0
     finally:
@@ -126,7 +115,7 @@ def one_run(
     config_file.write_text(to_toml(config), encoding="utf-8")
     base = ["--config", str(config_file)]
     started = time.monotonic()
-    _seedcast(
+    check_seedcast(
         *base,
         "up",
         "--detach",
@@ -138,10 +127,10 @@ def one_run(
     )
     up_seconds = time.monotonic() - started
     try:
-        rows = json.loads(_seedcast(*base, "status", "--json").stdout)
+        rows = json.loads(check_seedcast(*base, "status", "--json").stdout)
     finally:
         started = time.monotonic()
-        _seedcast(*base, "down")
+        check_seedcast(*base, "down")
         down_seconds = time.monotonic() - started
     state_file = workdir / "run" / "state.json"
     return {
@@ -171,27 +160,7 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
         library = root / "library"
         console.print("byte-compiling the sources and publishing a tiny sample (not timed)")
         byte_compile_sources()
-        _seedcast(
-            "--data",
-            str(library),
-            "sample",
-            "--seconds",
-            "4",
-            "--size",
-            "320x180",
-            "--out",
-            str(root / "tiny.mp4"),
-        )
-        _seedcast(
-            "--data",
-            str(library),
-            "publish",
-            str(root / "tiny.mp4"),
-            "--id",
-            config.origin.sample_id,
-            "--ladder",
-            "360p",
-        )
+        publish_sample(library, video_id=config.origin.sample_id, source=root / "tiny.mp4")
         for index in range(args.runs):
             result = one_run(config, root / f"run-{index}", library, args)
             count = len(result["processes"])

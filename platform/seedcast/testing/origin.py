@@ -14,18 +14,14 @@ Everything is bounded in time and stops what it starts.
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
-import signal
 import subprocess
-import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 from seedcast.config import ClusterConfig, default_config
 from seedcast.origin.library import Library, Rendition, VideoEntry
+from seedcast.testing.processes import RoleProcess, check_seedcast, run_seedcast, seedcast_command
 
 __all__ = [
     "SYNTHETIC_VERSION",
@@ -33,35 +29,14 @@ __all__ = [
     "config_for",
     "make_sample",
     "publish_cli",
+    "publish_sample",
     "seedcast_command",
     "segment_bytes",
     "write_synthetic_video",
 ]
 
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 15.0
-COMMAND_TIMEOUT = 120.0
 SYNTHETIC_VERSION = "abcd1234"
 SEGMENT_SIZE = 300_000
-
-
-def seedcast_command(*args: str, data_dir: Path | None = None) -> list[str]:
-    """argv running ``seedcast`` with this interpreter."""
-    command = [sys.executable, "-m", "seedcast"]
-    if data_dir is not None:
-        command += ["--data", str(data_dir)]
-    return command + list(args)
-
-
-def _run(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(command),
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def make_sample(
@@ -85,9 +60,7 @@ def make_sample(
     ]
     if not audio:
         args.append("--no-audio")
-    result = _run(seedcast_command(*args))
-    if result.returncode != 0:
-        raise RuntimeError(f"seedcast sample failed: {result.stderr.strip()}")
+    check_seedcast(*args)
     return path
 
 
@@ -95,9 +68,27 @@ def publish_cli(
     source: Path, data_dir: Path, video_id: str, *extra: str
 ) -> subprocess.CompletedProcess[str]:
     """Run ``seedcast --data DIR publish SOURCE --id ID`` and return the finished process."""
-    return _run(
-        seedcast_command("publish", str(source), "--id", video_id, *extra, data_dir=data_dir)
-    )
+    return run_seedcast("publish", str(source), "--id", video_id, *extra, data_dir=data_dir)
+
+
+def publish_sample(
+    data_dir: Path,
+    *,
+    seconds: float = 4,
+    size: str = "320x180",
+    ladder: str = "360p",
+    video_id: str = "sample",
+    source: Path | None = None,
+) -> Path:
+    """``seedcast sample`` then ``seedcast publish`` into ``data_dir`` (as ``video_id``, one
+    ``ladder``); a 4 s 320x180 sample by default (a second or two of ffmpeg). The sample is
+    written to ``source`` (default ``data_dir/<video_id>.mp4``). Returns ``data_dir``."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    source = source or data_dir / f"{video_id}.mp4"
+    sample = make_sample(source, seconds=seconds, size=size)
+    check_seedcast("publish", str(sample), "--id", video_id, "--ladder", ladder, data_dir=data_dir)
+    return data_dir
 
 
 class OriginProcess:
@@ -112,16 +103,25 @@ class OriginProcess:
         extra_env: dict[str, str] | None = None,
         command_prefix: Sequence[str] = (),
     ) -> None:
-        self.command_prefix = list(command_prefix)
         self.data_dir = Path(data_dir)
         self.name = name
         self.host = host
-        self.extra_env = extra_env or {}
-        self.process: subprocess.Popen[str] | None = None
-        self.address = ""
-        self.log_lines: list[str] = []
-        self._ready = threading.Event()
-        self._reader: threading.Thread | None = None
+        argv = seedcast_command(
+            "origin", "--listen", f"{host}:0", "--name", name, data_dir=self.data_dir
+        )
+        self.role = RoleProcess(name, [*command_prefix, *argv], extra_env=extra_env)
+
+    @property
+    def address(self) -> str:
+        return self.role.address if self.role.addresses else ""
+
+    @property
+    def process(self) -> subprocess.Popen[str] | None:
+        return self.role.process
+
+    @property
+    def log_lines(self) -> list[str]:
+        return self.role.log_lines
 
     def url(self, path: str = "/") -> str:
         return f"http://{self.address}{path}"
@@ -131,55 +131,12 @@ class OriginProcess:
         return int(self.address.rsplit(":", 1)[1])
 
     def __enter__(self) -> OriginProcess:
-        env = {**os.environ, **self.extra_env}
-        env.pop("SEEDCAST_CONTROL", None)
-        self.process = subprocess.Popen(
-            self.command_prefix
-            + seedcast_command(
-                "origin", "--listen", f"{self.host}:0", "--name", self.name, data_dir=self.data_dir
-            ),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self._reader = threading.Thread(target=self._read_log, daemon=True)
-        self._reader.start()
-        if not self._ready.wait(START_TIMEOUT) or not self.address:
-            self.stop()
-            raise RuntimeError("origin did not become ready: " + " | ".join(self.log_lines[-5:]))
+        self.role.start().wait_ready()
         return self
-
-    def _read_log(self) -> None:
-        assert self.process is not None
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log_lines.append(line.rstrip("\n"))
-            if not self._ready.is_set():
-                match = re.search(r"\bready addresses=([^\s,]+)", line)
-                if match:
-                    self.address = match.group(1)
-                    self._ready.set()
-        self._ready.set()
 
     def stop(self) -> int | None:
         """SIGTERM, wait, SIGKILL if it must; returns the exit code."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
-        if self._reader is not None:
-            self._reader.join(STOP_TIMEOUT)
-        if process.stderr is not None:
-            process.stderr.close()
-        return process.returncode
+        return self.role.stop()
 
     def __exit__(
         self,

@@ -140,6 +140,8 @@ class PrefetchResult:
 async def _prefetch_run(
     config: ClusterConfig, prefetch: bool, segments: int, delay: float, think: float
 ) -> PrefetchResult:
+    # The edge and HTTP core (+90 ms) load when the run starts:
+    # `seedcast bench` imports every mode module for its --help (see seedcast.bench.commands).
     from seedcast.edge.server import EdgeOptions, serve
     from seedcast.http11 import HttpClient, HttpServer, Request, Response
 

@@ -38,6 +38,14 @@ from typing import Any
 
 from seedcast.config import ClusterConfig
 from seedcast.errors import NotReadyError, UsageError
+from seedcast.origin.library import Library
+from seedcast.testing.origin import (
+    SYNTHETIC_VERSION,
+    OriginProcess,
+    make_sample,
+    seedcast_command,
+    write_synthetic_video,
+)
 from seedcast.units import MiB
 
 CONNECTIONS = 64
@@ -132,8 +140,6 @@ def _need(binary: str, why: str) -> str:
 def _library(work: Path) -> tuple[Path, list[str], str]:
     """A library with one video: 1 MiB segments and a 2 KiB manifest. Returns (data dir, segment
     paths, manifest path)."""
-    from seedcast.origin.library import Library
-    from seedcast.origin.testing import SYNTHETIC_VERSION, write_synthetic_video
 
     data_dir = work / "data"
     library = Library(data_dir / "library")
@@ -265,8 +271,6 @@ http {{
 
 @contextlib.contextmanager
 def _origin(data_dir: Path) -> Iterator[tuple[int, list[int]]]:
-    from seedcast.origin.testing import OriginProcess
-
     with OriginProcess(
         data_dir, name="origin-bench", command_prefix=["taskset", "-c", "0"]
     ) as origin:
@@ -487,9 +491,10 @@ def print_serving(results: Sequence[LoadResult]) -> None:
 def bench_publish(
     work: Path, config: ClusterConfig, *, runs: int, ffmpeg_override: str | None
 ) -> dict[str, Any]:
+    # ffmpeg-python (+26 ms) loads only for this mode's run: `seedcast bench` imports
+    # every mode module for its --help (see seedcast.bench.commands).
     from seedcast.origin.encoder import find_ffmpeg, probe_file
     from seedcast.origin.ladder import build_command, parse_bitrate, parse_ladder, plan_encode
-    from seedcast.origin.testing import make_sample, seedcast_command
 
     ffmpeg = find_ffmpeg(ffmpeg_override, config.origin.ffmpeg)
     seconds = config.origin.sample_seconds

@@ -19,9 +19,9 @@ from seedcast.http11 import HttpClient
 from seedcast.peer.metainfo import Metainfo
 from seedcast.peer.storage import Storage
 from seedcast.peer.swarm import Swarm, SwarmSettings
-from seedcast.peer.testing import StreamingCluster, Viewer, published_library
 from seedcast.player.abr import make_abr
 from seedcast.player.session import PlayerOptions, PlayerReport, play
+from seedcast.testing.streaming import StreamingCluster, Viewer, published_library
 
 pytestmark = pytest.mark.slow
 

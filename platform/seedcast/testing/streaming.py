@@ -19,13 +19,7 @@ Everything is bounded in time and stops what it starts.
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,15 +27,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from seedcast.testing.addresses import Addresses
+from seedcast.testing.origin import publish_sample
+from seedcast.testing.processes import RoleProcess, seedcast_command
+
 __all__ = ["RoleProcess", "StreamingCluster", "Viewer", "published_library"]
 
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 SAMPLE_ID = "sample"
-
-
-def _seedcast(*args: str) -> list[str]:
-    return [sys.executable, "-m", "seedcast", *args]
 
 
 def published_library(
@@ -53,114 +45,16 @@ def published_library(
     if marker.is_file():
         return folder / "data"
     folder.mkdir(parents=True, exist_ok=True)
-    sample = folder / "sample.mp4"
-    data = folder / "data"
-    for args in (
-        ("sample", "--seconds", f"{seconds:g}", "--size", size, "--out", str(sample)),
-        ("--data", str(data), "publish", str(sample), "--id", SAMPLE_ID, "--ladder", ladder),
-    ):
-        result = subprocess.run(
-            _seedcast(*args),
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"seedcast {args[0]} failed: {result.stderr.strip()}")
+    data = publish_sample(
+        folder / "data",
+        seconds=seconds,
+        size=size,
+        ladder=ladder,
+        video_id=SAMPLE_ID,
+        source=folder / "sample.mp4",
+    )
     marker.write_text(json.dumps({"seconds": seconds, "size": size, "ladder": ladder}))
     return data
-
-
-class RoleProcess:
-    """One ``seedcast`` role as a child process; see the module docstring."""
-
-    def __init__(self, name: str, argv: Sequence[str], *, log_dir: Path) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.log_path = Path(log_dir) / f"{name}.log"
-        self.process: subprocess.Popen[str] | None = None
-        self.addresses: list[str] = []
-        self.log_lines: list[str] = []
-        self._ready = threading.Event()
-        self._reader: threading.Thread | None = None
-
-    def start(self) -> RoleProcess:
-        env = {key: value for key, value in os.environ.items() if key != "SEEDCAST_CONTROL"}
-        self.addresses = []
-        self._ready = threading.Event()
-        self.process = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self._reader = threading.Thread(target=self._read_log, daemon=True)
-        self._reader.start()
-        return self
-
-    def _read_log(self) -> None:
-        process = self.process
-        assert process is not None
-        assert process.stderr is not None
-        with self.log_path.open("a", encoding="utf-8") as log:
-            for line in process.stderr:
-                log.write(line)
-                log.flush()
-                self.log_lines.append(line.rstrip("\n"))
-                if not self._ready.is_set():
-                    match = re.search(r"\bready addresses=(\S+)", line)
-                    if match:
-                        self.addresses = match.group(1).split(",")
-                        self._ready.set()
-        self._ready.set()
-
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> RoleProcess:
-        if not self._ready.wait(timeout) or not self.addresses:
-            tail = " | ".join(self.log_lines[-6:])
-            self.stop()
-            raise RuntimeError(f"{self.name} did not become ready: {tail}")
-        return self
-
-    @property
-    def address(self) -> str:
-        return self.addresses[0]
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would (and wait for it)."""
-        if self.running:
-            assert self.process is not None
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(STOP_TIMEOUT)
-        self._join()
-
-    def stop(self) -> int | None:
-        """SIGTERM, wait, SIGKILL if it must; returns the exit code."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
-        self._join()
-        return process.returncode
-
-    def _join(self) -> None:
-        if self._reader is not None:
-            self._reader.join(STOP_TIMEOUT)
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
 
 
 @dataclass
@@ -202,6 +96,7 @@ class StreamingCluster:
         self.folder = Path(folder)
         self.block = block
         self.port = port
+        self.addresses = Addresses(block, port)
         self.edge_count = edges
         self.with_seed = seed
         self.data_dir = self.folder / "data"
@@ -218,24 +113,24 @@ class StreamingCluster:
     # -- addresses -----------------------------------------------------------------------
 
     def net(self, offset: int, host: int) -> str:
-        return f"127.0.{self.block + offset}.{host}"
+        return self.addresses.net(offset, host)
 
     @property
     def origin_address(self) -> str:
-        return f"{self.net(1, 1)}:{self.port}"
+        return self.addresses.origin
 
     def edge_address(self, index: int) -> str:
-        return f"{self.net(2, index)}:{self.port}"
+        return self.addresses.edge(index)
 
     @property
     def dns_address(self) -> str:
-        return f"{self.net(3, 1)}:15353"
+        return self.addresses.dns
 
     def tracker_url(self, index: int = 1) -> str:
         return f"http://{self.net(4, index)}:16969/announce"
 
     def peer_host(self, index: int) -> str:
-        return self.net(5, index)
+        return self.addresses.peer_host(index)
 
     @property
     def torrent(self) -> Path:
@@ -243,7 +138,7 @@ class StreamingCluster:
 
     @property
     def cdn_url(self) -> str:
-        return f"http://video.netcinema.test:{self.port}"
+        return self.addresses.cdn_url
 
     def _toml(self) -> str:
         edges = "".join(
@@ -300,7 +195,7 @@ urgent_seconds = "4s"
 
     def _role(self, name: str, *args: str) -> RoleProcess:
         process = RoleProcess(
-            name, _seedcast("--config", str(self.config_file), *args), log_dir=self.logs
+            name, seedcast_command("--config", str(self.config_file), *args), log_dir=self.logs
         )
         self.processes[name] = process
         return process

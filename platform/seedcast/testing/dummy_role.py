@@ -1,6 +1,6 @@
 """A tiny stand-in role for the launcher's own tests.
 
-``python -m seedcast.launcher._dummy --name NAME --listen HOST:PORT`` serves
+``python -m seedcast.testing.dummy_role --name NAME --listen HOST:PORT`` serves
 ``/metrics`` (and a short text on any other path) over HTTP/1.1 through
 :func:`seedcast.roles.run_role`, so it speaks the control channel like a real
 role: hello, ready, status (requests served), drain, shutdown, and a ``purge``

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
-from seedcast.launcher.commands import format_rates
 from seedcast.launcher.output import ColourLines
 from seedcast.launcher.plan import ClusterPlan, ProcessSpec, Tier
+from seedcast.launcher.status import format_rates
 
 
 def capture(lines: list[tuple[str, str, str]]) -> str:
