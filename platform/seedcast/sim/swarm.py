@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seedcast.bench._webseed import choose_piece
-from seedcast.bench.theory import Scenario
+from seedcast.bench.theory import Scenario, bound
 from seedcast.nameserver.policies import Edge, round_robin
 from seedcast.peer.choker import Choker, ChokerPeer, is_snubbed
 from seedcast.peer.messages import BLOCK_SIZE, BlockRef
@@ -203,29 +203,41 @@ class _Swarm:
                 client.edge_order = list(range(len(self.piece_sizes)))
                 client.rng.shuffle(client.edge_order)
         start = settings.start_seconds
-        # The tracker hands each arriving peer up to numwant others; everyone
-        # arrives at once, so the seed first and then the clients in order.
-        known: list[_Peer] = [seed]
-        for client in self.clients:
-            candidates = [p for p in known if len(p.outs) < settings.max_connections]
-            chosen_peers = (
-                client.rng.sample(candidates, settings.numwant)
-                if len(candidates) > settings.numwant
-                else candidates
-            )
-            for other in chosen_peers:
-                if len(client.outs) >= settings.max_connections:
-                    break
-                self._connect(client, other, start + settings.connect_seconds)
-            known.append(client)
+        self._wire_up(seed, start + settings.connect_seconds)
         for peer in self.peers:
             self.loop.call_at(start + self.rng.random() * settings.tick_seconds,
                               lambda peer=peer: self._tick(peer))  # fmt: skip
         for client in self.clients:
             if client.edge is not None:
                 self.loop.call_at(start, lambda client=client: self._edge_next(client))
-        self.loop.run()
+        self.loop.run(until=start + 20 * bound(self.strategy, scenario) + 60)
         return self._result()
+
+    def _wire_up(self, seed: _Peer, when: float) -> None:
+        """The connection graph: every peer announces at once and connects to the peers the
+        tracker names (up to numwant, random) that still take connections. Clients dial in
+        a random order, half their connection budget first and the rest in a second round,
+        so that no group of late peers ends up connected only among themselves."""
+        settings = self.settings
+        everyone = [seed, *self.clients]
+        order = list(self.clients)
+        self.rng.shuffle(order)
+        for budget in (settings.max_connections // 2, settings.max_connections):
+            for client in order:
+                room = min(budget, settings.numwant) - len(client.outs)
+                if room <= 0:
+                    continue
+                candidates = [
+                    peer
+                    for peer in everyone
+                    if peer is not client
+                    and peer.number not in client.outs
+                    and len(peer.outs) < settings.max_connections
+                ]
+                if len(candidates) > room:
+                    candidates = self.rng.sample(candidates, room)
+                for other in candidates:
+                    self._connect(client, other, when)
 
     def _run_http(self) -> SwarmResult:
         scenario = self.scenario
