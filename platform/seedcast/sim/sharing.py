@@ -66,8 +66,8 @@ def max_min_rates(
         up_left -= step * users_up
         down_left -= step * users_down
         # Frozen: transfers through a full uplink/downlink, or at their own cap.
-        full_up = up_left <= _EPSILON * np.maximum(upload, 1.0)
-        full_down = down_left <= _EPSILON * np.maximum(download, 1.0)
+        full_up = np.isfinite(upload) & (up_left <= _EPSILON * np.maximum(upload, 1.0))
+        full_down = np.isfinite(download) & (down_left <= _EPSILON * np.maximum(download, 1.0))
         frozen = full_up[src] | full_down[dst] | (cap_left <= _EPSILON * np.maximum(rates, 1.0))
         active &= ~frozen
     return rates
