@@ -26,8 +26,9 @@ import time
 def _streaming(viewers: int) -> dict[str, object]:
     from seedcast.sim.streaming import StreamSettings, simulate_streaming
 
-    settings = StreamSettings(viewers=viewers, strategy="hybrid", rate=200.0,
-                              video_seconds=600.0, dt=0.25)  # fmt: skip
+    settings = StreamSettings(
+        viewers=viewers, strategy="hybrid", rate=200.0, video_seconds=600.0, dt=0.25
+    )
     outcome = simulate_streaming(settings)
     played = float(outcome["played_s"].sum())
     total = float(outcome["bytes_peers"].sum() + outcome["bytes_edges"].sum())
@@ -66,16 +67,23 @@ def main() -> int:
         _child(args.child[0], int(args.child[1]))
         return 0
     failed = False
-    for kind, size, label in (("streaming", args.viewers, "streaming viewers, 10-min video"),
-                              ("distribution", args.peers, "peers, file distribution")):  # fmt: skip
+    for kind, size, label in (
+        ("streaming", args.viewers, "streaming viewers, 10-min video"),
+        ("distribution", args.peers, "peers, file distribution"),
+    ):
         output = subprocess.run(
             [sys.executable, __file__, "--child", kind, str(size)],
-            check=True, capture_output=True, text=True, timeout=600,
-        ).stdout  # fmt: skip
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        ).stdout
         result = json.loads(output.strip().splitlines()[-1])
         verdict = "under 60 s" if result["wall_s"] < 60 else "OVER 60 s"
-        print(f"{size:>9} {label}: {result['wall_s']:.1f} s wall on one core ({verdict}), "
-              f"peak RSS {result['peak_rss_mib']:.0f} MiB; {json.dumps(result)}")  # fmt: skip
+        print(
+            f"{size:>9} {label}: {result['wall_s']:.1f} s wall on one core ({verdict}), "
+            f"peak RSS {result['peak_rss_mib']:.0f} MiB; {json.dumps(result)}"
+        )
         failed |= result["wall_s"] >= 60
     return 1 if failed else 0
 

@@ -103,7 +103,7 @@ def run_simulate(args: argparse.Namespace, config: ClusterConfig) -> int:
         [Path(folder) for folder in args.real], Path(args.out), clients, scale=args.scale
     )
     for line in summary:
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"report in {args.out}/ (calibration.html, calibration.json, *.png)")
     return 0
 
@@ -135,9 +135,7 @@ def simulate_record(
     if chosen == "piece":
         from seedcast.sim.swarm import simulate_distribution
 
-        settings = dataclasses.replace(
-            calibration.PIECE, piece_length=options.piece_length
-        )
+        settings = dataclasses.replace(calibration.PIECE, piece_length=options.piece_length)
         result = simulate_distribution(
             strategy, scenario, settings, seed=options.seed * 1000 + repeat
         )
@@ -151,8 +149,7 @@ def simulate_record(
         )
         finished = fluid_distribution(strategy, scenario, settings_f)
         done = finished[finished < math.inf]
-        times = sorted(float(t) for t in (done if len(done) <= _SUBSAMPLE else
-                       _quantiles(done)))  # fmt: skip
+        times = sorted(float(t) for t in (done if len(done) <= _SUBSAMPLE else _quantiles(done)))
         unfinished, received = int(len(finished) - len(done)), {}
     measured = max(times) if times else math.inf
     limit = bound(strategy, scenario)
@@ -193,8 +190,9 @@ def _run_distribution(args: argparse.Namespace, console: Any) -> int:
     for repeat in range(options.repeat):
         for clients in options.clients:
             for strategy in options.strategies:
-                record = simulate_record(strategy, options, clients, model=args.model,
-                                         repeat=repeat)  # fmt: skip
+                record = simulate_record(
+                    strategy, options, clients, model=args.model, repeat=repeat
+                )
                 records.append(record)
                 write_results(out, config, records, title=TITLE)
                 console.print(
@@ -248,6 +246,7 @@ def _run_streaming(args: argparse.Namespace, console: Any) -> int:
             f"{record['p2p_share'] or 0:.0%}, CDN egress "
             f"{record['cdn_egress_bytes'] / 2**20:.0f} MiB ({record['sim_cpu_s']:.1f} s CPU)",
             highlight=False,
+            soft_wrap=True,
         )
     console.print(f"results in {out}/ (report.html, results.json, results.csv, *.png)")
     return 0

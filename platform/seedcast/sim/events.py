@@ -27,7 +27,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-
 from seedcast.sim.sharing import max_min_rates
 
 __all__ = ["EventLoop", "Network", "Timer"]

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
 from seedcast.bench.theory import Scenario
 
 __all__ = ["FluidSettings", "fit_efficiency", "fluid_distribution", "water_fill"]
@@ -101,7 +100,9 @@ def fluid_distribution(
         supplies = [edge_rate] * scenario.edges
     elif strategy in ("p2p", "hybrid"):
         groups = [np.arange(count)]
-        supplies = [scenario.server_up + (scenario.edges * edge_rate if strategy == "hybrid" else 0)]
+        supplies = [
+            scenario.server_up + (scenario.edges * edge_rate if strategy == "hybrid" else 0)
+        ]
     else:
         raise ValueError(f"unknown strategy {strategy!r}")
     peers_upload = strategy in ("p2p", "hybrid")

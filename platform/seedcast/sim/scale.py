@@ -15,13 +15,14 @@ DISTRIBUTION_N = (1, 4, 16, 64, 256, 1000, 10_000, 100_000, 1_000_000)
 VIEWERS = (10, 100, 1000, 10_000, 100_000)
 
 
-def distribution_scale(out: Path, clients: tuple[int, ...] = DISTRIBUTION_N) -> list[dict[str, Any]]:
+def distribution_scale(
+    out: Path, clients: tuple[int, ...] = DISTRIBUTION_N
+) -> list[dict[str, Any]]:
     """Simulate every strategy at each N (standard caps) and plot time vs N beside both bounds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from seedcast.bench.distribution import DistributionOptions
     from seedcast.bench.theory import bound
     from seedcast.sim.commands import simulate_record
@@ -31,18 +32,35 @@ def distribution_scale(out: Path, clients: tuple[int, ...] = DISTRIBUTION_N) -> 
     for strategy in ("client-server", "cdn", "p2p", "hybrid"):
         for n in clients:
             record = simulate_record(strategy, options, n, model="auto")
-            rows.append({key: record[key] for key in
-                         ("strategy", "clients", "measured_s", "bound_s", "ratio", "model")})  # fmt: skip
+            rows.append(
+                {
+                    key: record[key]
+                    for key in ("strategy", "clients", "measured_s", "bound_s", "ratio", "model")
+                }
+            )
     figure, axes = plt.subplots(figsize=(8, 5.2))
     for index, strategy in enumerate(("client-server", "cdn", "p2p", "hybrid")):
         mine = [row for row in rows if row["strategy"] == strategy]
-        axes.plot([r["clients"] for r in mine], [r["measured_s"] for r in mine], "o-",
-                  color=f"C{index}", label=f"{strategy} simulated")  # fmt: skip
-    dense = sorted({int(round(10 ** (k / 8))) for k in range(0, 49)})
-    axes.plot(dense, [bound("client-server", options.scenario(n)) for n in dense], "k--",
-              label="client-server bound N F / u_s")  # fmt: skip
-    axes.plot(dense, [bound("p2p", options.scenario(n)) for n in dense], "k:",
-              label="p2p bound max(F/u_s, F/d, N F/(u_s + N u))")  # fmt: skip
+        axes.plot(
+            [r["clients"] for r in mine],
+            [r["measured_s"] for r in mine],
+            "o-",
+            color=f"C{index}",
+            label=f"{strategy} simulated",
+        )
+    dense = sorted({round(10 ** (k / 8)) for k in range(0, 49)})
+    axes.plot(
+        dense,
+        [bound("client-server", options.scenario(n)) for n in dense],
+        "k--",
+        label="client-server bound N F / u_s",
+    )
+    axes.plot(
+        dense,
+        [bound("p2p", options.scenario(n)) for n in dense],
+        "k:",
+        label="p2p bound max(F/u_s, F/d, N F/(u_s + N u))",
+    )
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("clients N")
@@ -62,29 +80,37 @@ def egress_scale(out: Path, viewers: tuple[int, ...] = VIEWERS) -> list[dict[str
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from seedcast.bench.streaming import StreamingOptions
     from seedcast.sim.calibration import stream_settings
     from seedcast.sim.streaming import simulate_streaming
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for strategy in ("cdn", "hybrid"):
         for count in viewers:
             # Arrivals at 1 per second per 10 viewers keep ~the same overlap at every V.
             options = StreamingOptions(viewers=count, rate=max(1.0, count / 100))
             outcome = simulate_streaming(stream_settings(options, strategy, "poisson", 10.0))
-            rows.append({
-                "strategy": strategy,
-                "viewers": count,
-                "cdn_egress_bytes": float(outcome["bytes_edges"].sum()),
-                "peer_bytes": float(outcome["bytes_peers"].sum()),
-                "stall_ratio": float(outcome["stall_s"].sum() / max(outcome["played_s"].sum(), 1e-9)),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "viewers": count,
+                    "cdn_egress_bytes": float(outcome["bytes_edges"].sum()),
+                    "peer_bytes": float(outcome["bytes_peers"].sum()),
+                    "stall_ratio": float(
+                        outcome["stall_s"].sum() / max(outcome["played_s"].sum(), 1e-9)
+                    ),
+                }
+            )
     figure, axes = plt.subplots(figsize=(8, 5.2))
     for index, strategy in enumerate(("cdn", "hybrid")):
         mine = [row for row in rows if row["strategy"] == strategy]
-        axes.plot([r["viewers"] for r in mine], [r["cdn_egress_bytes"] / 2**30 for r in mine],
-                  "o-", color=f"C{index}", label=strategy)  # fmt: skip
+        axes.plot(
+            [r["viewers"] for r in mine],
+            [r["cdn_egress_bytes"] / 2**30 for r in mine],
+            "o-",
+            color=f"C{index}",
+            label=strategy,
+        )
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("viewers V (Poisson arrivals at V/100 per second, 60 s video)")

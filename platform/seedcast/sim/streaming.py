@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from seedcast.agent.scheduler import SchedulerSettings
 from seedcast.nameserver.policies import Edge, round_robin
 from seedcast.player.abr import AbrObservation, make_abr
@@ -107,8 +106,9 @@ def _arrivals(settings: StreamSettings) -> FloatArray:
 
     rng = random.Random(settings.seed)
     if settings.arrivals == "flash":
-        return np.sort(np.array([rng.uniform(0, settings.flash_seconds)
-                                 for _ in range(settings.viewers)]))  # fmt: skip
+        return np.sort(
+            np.array([rng.uniform(0, settings.flash_seconds) for _ in range(settings.viewers)])
+        )
     if settings.viewers <= 100_000:
         return np.array(poisson_arrivals(settings.viewers, settings.rate, rng))
     generator = np.random.default_rng(settings.seed)
@@ -126,7 +126,9 @@ def simulate_streaming(settings: StreamSettings) -> dict[str, Any]:
     table = abr_table(settings.abr, settings.bitrates)
     arrive = _arrivals(settings) + settings.start_seconds
     pool = [Edge(f"edge-{n + 1}", f"127.0.20.{n + 1}", "any", 4) for n in range(settings.edges)]
-    edge_of = np.array([pool.index(round_robin(pool, 1, k)[0]) for k in range(min(count, len(pool)))])
+    edge_of = np.array(
+        [pool.index(round_robin(pool, 1, k)[0]) for k in range(min(count, len(pool)))]
+    )
     edge_of = np.resize(edge_of, count)
     edge_cap = settings.edge_up if settings.edge_up > 0 else math.inf
     down = settings.download if settings.download > 0 else math.inf
@@ -159,8 +161,11 @@ def simulate_streaming(settings: StreamSettings) -> dict[str, Any]:
     while now < end and not gone.all():
         present = (arrive <= now) & ~gone
         # Start the next segment where the buffer has room.
-        idle = present & ~fetching & (next_segment < segments) & (
-            buffer + SEGMENT_SECONDS <= settings.max_buffer + 1e-9
+        idle = (
+            present
+            & ~fetching
+            & (next_segment < segments)
+            & (buffer + SEGMENT_SECONDS <= settings.max_buffer + 1e-9)
         )
         if idle.any():
             who = np.flatnonzero(idle)
@@ -173,8 +178,11 @@ def simulate_streaming(settings: StreamSettings) -> dict[str, Any]:
                 0,
             )
             t_bin = np.clip(t_bin, 0, len(_THROUGHPUT_BINS))
-            b_bin = np.clip(np.searchsorted(_BUFFER_BINS, buffer[who], side="right") - 1, 0,
-                            len(_BUFFER_BINS) - 1)  # fmt: skip
+            b_bin = np.clip(
+                np.searchsorted(_BUFFER_BINS, buffer[who], side="right") - 1,
+                0,
+                len(_BUFFER_BINS) - 1,
+            )
             choice = table[b_bin, t_bin, current[who] + 1].astype(np.int64)
             switches[who] += (current[who] >= 0) & (choice != current[who])
             current[who] = choice
@@ -259,24 +267,28 @@ def viewer_results(outcome: dict[str, Any]) -> list[dict[str, Any]]:
     for k in range(len(outcome["arrival_s"])):
         startup = float(outcome["startup_s"][k])
         known = math.isfinite(startup)
-        results.append({
-            "viewer": k + 1,
-            "region": "any",
-            "arrival_s": round(float(outcome["arrival_s"][k]), 3),
-            "event": "done" if outcome["finished"][k] else "failed",
-            "reason": None if outcome["finished"][k] else "did not finish in the simulated time",
-            "join_to_play_s": startup if known else None,
-            "report": {
-                "startup_delay_s": startup if known else None,
-                "played_seconds": float(outcome["played_s"][k]),
-                "stall_seconds": float(outcome["stall_s"][k]),
-                "stall_count": int(outcome["stalls"][k]),
-                "avg_bitrate_kbps": float(outcome["bitrate_kbps"][k]),
-                "switches": int(outcome["switches"][k]),
-                "bytes_from_peers": int(outcome["bytes_peers"][k]),
-                "bytes_from_edges": int(outcome["bytes_edges"][k]),
-                "bytes_from_origin": 0,
-                "renditions": [],
-            },
-        })  # fmt: skip
+        results.append(
+            {
+                "viewer": k + 1,
+                "region": "any",
+                "arrival_s": round(float(outcome["arrival_s"][k]), 3),
+                "event": "done" if outcome["finished"][k] else "failed",
+                "reason": None
+                if outcome["finished"][k]
+                else "did not finish in the simulated time",
+                "join_to_play_s": startup if known else None,
+                "report": {
+                    "startup_delay_s": startup if known else None,
+                    "played_seconds": float(outcome["played_s"][k]),
+                    "stall_seconds": float(outcome["stall_s"][k]),
+                    "stall_count": int(outcome["stalls"][k]),
+                    "avg_bitrate_kbps": float(outcome["bitrate_kbps"][k]),
+                    "switches": int(outcome["switches"][k]),
+                    "bytes_from_peers": int(outcome["bytes_peers"][k]),
+                    "bytes_from_edges": int(outcome["bytes_edges"][k]),
+                    "bytes_from_origin": 0,
+                    "renditions": [],
+                },
+            }
+        )
     return results

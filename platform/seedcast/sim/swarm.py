@@ -26,6 +26,7 @@ is slower than this (see the calibration report).
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Hashable, Sequence
@@ -119,14 +120,21 @@ class _Peer:
         "node",
         "number",
         "outs",
+        "partial",
         "picker",
         "rng",
         "seed",
         "tick_pending",
     )
 
-    def __init__(self, number: int, node: int, picker: PiecePicker | None, rng: random.Random,
-                 settings: PieceSettings) -> None:  # fmt: skip
+    def __init__(
+        self,
+        number: int,
+        node: int,
+        picker: PiecePicker | None,
+        rng: random.Random,
+        settings: PieceSettings,
+    ) -> None:
         self.number = number
         self.node = node
         self.picker = picker
@@ -148,6 +156,8 @@ class _Peer:
         self.edge_busy: set[int] = set()
         self.edge_order: list[int] = []
         self.tick_pending = False
+        self.partial: dict[int, dict[str, int]] = {}
+        """Bytes accepted so far for pieces in progress, by source (undone if the edge wins)."""
 
     @property
     def complete(self) -> bool:
@@ -155,8 +165,9 @@ class _Peer:
 
 
 class _Swarm:
-    def __init__(self, strategy: str, scenario: Scenario, settings: PieceSettings,
-                 rng: random.Random) -> None:  # fmt: skip
+    def __init__(
+        self, strategy: str, scenario: Scenario, settings: PieceSettings, rng: random.Random
+    ) -> None:
         self.strategy = strategy
         self.scenario = scenario
         self.settings = settings
@@ -205,11 +216,13 @@ class _Swarm:
         start = settings.start_seconds
         self._wire_up(seed, start + settings.connect_seconds)
         for peer in self.peers:
-            self.loop.call_at(start + self.rng.random() * settings.tick_seconds,
-                              lambda peer=peer: self._tick(peer))  # fmt: skip
+            self.loop.call_at(
+                start + self.rng.random() * settings.tick_seconds,
+                functools.partial(self._tick, peer),
+            )
         for client in self.clients:
             if client.edge is not None:
-                self.loop.call_at(start, lambda client=client: self._edge_next(client))
+                self.loop.call_at(start, functools.partial(self._edge_next, client))
         self.loop.run(until=start + 20 * bound(self.strategy, scenario) + 60)
         return self._result()
 
@@ -418,7 +431,8 @@ class _Swarm:
         downloader = self.peers[link.downloader]
         uploader = self.peers[link.uploader]
         picker = downloader.picker
-        assert picker is not None and link.meter is not None
+        assert picker is not None
+        assert link.meter is not None
         payload = sum(block.length for block in batch)
         link.meter.add(payload, now)
         link.last_block_at = now
@@ -427,6 +441,8 @@ class _Swarm:
             outcome = picker.block_received(uploader.number, block)
             if outcome.accepted:
                 self.bytes[source] += block.length
+                counts = downloader.partial.setdefault(block.index, {})
+                counts[source] = counts.get(source, 0) + block.length
             for other, duplicate in outcome.cancel:
                 other_link = self.peers[_number(other)].outs[downloader.number]
                 if duplicate in other_link.requests:
@@ -440,6 +456,7 @@ class _Swarm:
     def _passed(self, peer: _Peer, index: int) -> None:
         picker = peer.picker
         assert picker is not None
+        peer.partial.pop(index, None)
         for other, block in picker.piece_passed(index):
             other_link = self.peers[_number(other)].outs[peer.number]
             if block in other_link.requests:
@@ -474,8 +491,9 @@ class _Swarm:
             return
         peer.edge_busy.add(index)
         size = self.piece_sizes[index]
-        self.net.start(peer.edge, peer.node, size * self.wire,
-                       lambda _: self._edge_arrived(peer, index, size))  # fmt: skip
+        self.net.start(
+            peer.edge, peer.node, size * self.wire, lambda _: self._edge_arrived(peer, index, size)
+        )
 
     def _edge_arrived(self, peer: _Peer, index: int, size: int) -> None:
         peer.edge_busy.discard(index)
@@ -484,6 +502,9 @@ class _Swarm:
         if picker.has(index):
             self.bytes["edge_wasted"] += size
         else:
+            # Blocks of it that peers had delivered are superseded: count the piece once.
+            for source, count in peer.partial.pop(index, {}).items():
+                self.bytes[source] -= count
             self.bytes["from_edge"] += size
             self._passed(peer, index)
         self._edge_next(peer)

@@ -11,12 +11,18 @@ from hypothesis import strategies as st
 from seedcast.sim.sharing import max_min_rates
 
 
-def rates(flows: list[tuple[int, int]], up: list[float], down: list[float],
-          caps: list[float] | None = None) -> list[float]:  # fmt: skip
+def rates(
+    flows: list[tuple[int, int]],
+    up: list[float],
+    down: list[float],
+    caps: list[float] | None = None,
+) -> list[float]:
     src = np.array([s for s, _ in flows], dtype=np.int64)
     dst = np.array([d for _, d in flows], dtype=np.int64)
     return list(
-        max_min_rates(src, dst, np.array(up), np.array(down), None if caps is None else np.array(caps))
+        max_min_rates(
+            src, dst, np.array(up), np.array(down), None if caps is None else np.array(caps)
+        )
     )
 
 
@@ -38,8 +44,9 @@ def test_a_slow_downlink_leaves_its_share_to_the_others() -> None:
 def test_per_connection_caps_and_two_bottlenecks() -> None:
     inf = math.inf
     # Node 2 downloads from 0 and 1 with a 60 downlink; 0 also serves 3.
-    result = rates([(0, 2), (1, 2), (0, 3)], [40, 100, inf, inf], [inf, inf, 60, inf],
-                   caps=[inf, inf, 5])  # fmt: skip
+    result = rates(
+        [(0, 2), (1, 2), (0, 3)], [40, 100, inf, inf], [inf, inf, 60, inf], caps=[inf, inf, 5]
+    )
     assert result == pytest.approx([30, 30, 5])
 
 
@@ -53,8 +60,11 @@ def test_unlimited_transfer_is_infinite_and_empty_is_empty() -> None:
 @given(
     st.integers(2, 8).flatmap(
         lambda nodes: st.tuples(
-            st.lists(st.tuples(st.integers(0, nodes - 1), st.integers(0, nodes - 1)),
-                     min_size=1, max_size=20),  # fmt: skip
+            st.lists(
+                st.tuples(st.integers(0, nodes - 1), st.integers(0, nodes - 1)),
+                min_size=1,
+                max_size=20,
+            ),
             st.lists(st.floats(1, 1000), min_size=nodes, max_size=nodes),
             st.lists(st.floats(1, 1000), min_size=nodes, max_size=nodes),
         )
