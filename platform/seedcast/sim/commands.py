@@ -5,7 +5,7 @@ distribution`` / ``bench streaming`` (the same parser code) and write the
 same results.json, results.csv, plots and report.html, from a virtual clock
 instead of real processes, so N is no longer bounded by the machine:
 ``--model piece`` runs the product's picker and choker for every peer
-(practical to ~10^3 peers), ``--model fluid`` the flow model (10^6 peers in
+(about 30 s of CPU at N = 256), ``--model fluid`` the flow model (10^6 peers in
 seconds), ``auto`` picks piece level up to ``PIECE_LIMIT`` clients.
 ``calibrate`` sets simulations beside real bench results and writes the
 calibration report.
@@ -25,7 +25,7 @@ from seedcast.errors import UsageError
 
 __all__ = ["configure_simulate", "run_simulate", "simulate_record"]
 
-PIECE_LIMIT = 1000
+PIECE_LIMIT = 256
 MAX_SIM_CLIENTS = 10_000_000
 TITLE = "Simulated file distribution: client-server vs CDN vs P2P vs hybrid"
 STREAMING_TITLE = "Simulated streaming: CDN only vs hybrid CDN + P2P"

@@ -65,7 +65,7 @@ def distribution_scale(
     axes.set_yscale("log")
     axes.set_xlabel("clients N")
     axes.set_ylabel("distribution time (s)")
-    axes.set_title("Distribution time vs N, F = 16 MiB (piece level to 1000, fluid beyond)")
+    axes.set_title("Distribution time vs N, F = 16 MiB (piece level to 256, fluid beyond)")
     axes.grid(alpha=0.3, which="both")
     axes.legend(fontsize=8)
     figure.tight_layout()

@@ -62,7 +62,7 @@ class PieceSettings:
     min_request_queue: int = 4
     max_request_queue: int = 500
     idle_unchoke_seconds: float = 2.0
-    job_blocks: int = 4
+    job_blocks: int = 1
     """Blocks an uploader sends as one transfer (one rate computation for them)."""
     connect_seconds: float = 0.0
     """Handshake and bitfield exchange before a connection carries requests."""
@@ -71,6 +71,8 @@ class PieceSettings:
     overhead: float = 0.0
     """Extra bytes on the wire per payload byte (framing, headers)."""
     resolution: float = 1e-3
+    seed_seconds: float = math.inf
+    """How long a client keeps seeding once complete before it leaves (churn); inf = stays."""
 
 
 @dataclass(slots=True)
@@ -472,12 +474,32 @@ class _Swarm:
                 self._update_interest(peer, self.peers[number])
             if self.done >= len(self.clients):
                 self.loop.stop()
+            elif math.isfinite(self.settings.seed_seconds):
+                self.loop.call_later(
+                    self.settings.seed_seconds, functools.partial(self._leave, peer)
+                )
         else:
             for number in peer.ins:
                 uploader = self.peers[number]
                 link = uploader.outs[peer.number]
                 if link.interested and not picker.is_interesting(number):
                     self._update_interest(peer, uploader)
+
+    def _leave(self, peer: _Peer) -> None:
+        """A departure: every connection closes; neighbours forget its pieces and requests."""
+        for number in list(peer.outs):
+            other = self.peers[number]
+            for link in (peer.outs.pop(number), other.outs.pop(peer.number)):
+                if link.transfer is not None:
+                    self.net.cancel(link.transfer)
+                    link.transfer = None
+            del other.ins[peer.number]
+            del peer.ins[number]
+            if other.picker is not None:
+                other.picker.remove_peer(peer.number)
+                # What it had requested from the leaver goes back to the picker: ask others.
+                for uploader in other.ins:
+                    self._fill(self.peers[uploader].outs[other.number])
 
     # -- the hybrid's web seed ---------------------------------------------------------------
 

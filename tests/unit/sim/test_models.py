@@ -131,3 +131,11 @@ def test_streaming_a_slow_edge_makes_cdn_viewers_stall() -> None:
         )
     )
     assert outcome["stall_s"].sum() > 0
+
+
+def test_piece_level_churn_seeds_that_leave_do_not_strand_the_rest() -> None:
+    stay = simulate_distribution("p2p", scenario(12), PieceSettings(), seed=2)
+    churn = simulate_distribution("p2p", scenario(12), PieceSettings(seed_seconds=0.0), seed=2)
+    assert churn.unfinished == 0
+    # Finished peers leave at once: the last ones have fewer uploaders, never more.
+    assert max(churn.completion_s) >= max(stay.completion_s) * 0.98
