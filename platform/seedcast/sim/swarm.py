@@ -62,7 +62,7 @@ class PieceSettings:
     min_request_queue: int = 4
     max_request_queue: int = 500
     idle_unchoke_seconds: float = 2.0
-    job_blocks: int = 1
+    job_blocks: int = 4
     """Blocks an uploader sends as one transfer (one rate computation for them)."""
     connect_seconds: float = 0.0
     """Handshake and bitfield exchange before a connection carries requests."""
@@ -463,8 +463,10 @@ class _Swarm:
             other_link = self.peers[_number(other)].outs[peer.number]
             if block in other_link.requests:
                 other_link.requests.remove(block)
-        for number in peer.ins:
+        for number, link in peer.ins.items():
             neighbour = self.peers[number]
+            if link.meter is None:
+                continue  # not connected yet: the bitfield will say it
             if neighbour.picker is not None and neighbour.picker.peer_has(peer.number, index):
                 self._update_interest(neighbour, peer)
         if picker.complete:
