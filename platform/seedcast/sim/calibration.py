@@ -251,12 +251,14 @@ def _html(
         scale_rows = "".join(
             f"<tr><td>{html.escape(s['strategy'])}</td><td>{s['clients']}</td>"
             f"<td>{s['measured_s']:.2f}</td><td>{s['bound_s']:.2f}</td><td>{s['ratio']:.3f}</td>"
-            f"<td>{s['model']}</td></tr>"
+            f"<td>{s['model']}</td><td>{cell(s.get('fluid_s'), '{:.2f}')}</td>"
+            f"<td>{s['wall_cpu_s']:.1f}</td></tr>"
             for s in document["scale"]
         )
         scale = (
             "<h2>Simulated distribution time vs N</h2><table><tr><th>strategy</th><th>N</th>"
-            f"<th>simulated (s)</th><th>bound (s)</th><th>ratio</th><th>model</th></tr>{scale_rows}"
+            "<th>simulated (s)</th><th>bound (s)</th><th>ratio</th><th>model</th>"
+            f"<th>fluid at the same N (s)</th><th>CPU (s)</th></tr>{scale_rows}"
             "</table>"
         )
     return f"""<!doctype html>

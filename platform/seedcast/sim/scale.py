@@ -32,12 +32,15 @@ def distribution_scale(
     for strategy in ("client-server", "cdn", "p2p", "hybrid"):
         for n in clients:
             record = simulate_record(strategy, options, n, model="auto")
-            rows.append(
-                {
-                    key: record[key]
-                    for key in ("strategy", "clients", "measured_s", "bound_s", "ratio", "model")
-                }
-            )
+            row = {
+                key: record[key]
+                for key in ("strategy", "clients", "measured_s", "bound_s", "ratio", "model")
+            }
+            row["wall_cpu_s"] = record["sim_cpu_s"]
+            if record["model"] == "piece" and n >= 16:
+                # The fluid model beside the piece level it is fitted to.
+                row["fluid_s"] = simulate_record(strategy, options, n, model="fluid")["measured_s"]
+            rows.append(row)
     figure, axes = plt.subplots(figsize=(8, 5.2))
     for index, strategy in enumerate(("client-server", "cdn", "p2p", "hybrid")):
         mine = [row for row in rows if row["strategy"] == strategy]
