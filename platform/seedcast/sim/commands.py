@@ -67,6 +67,12 @@ def configure_simulate(parser: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--flash", type=float, default=10.0, help="seconds a flash crowd arrives in (10)"
     )
+    sub.add_argument(
+        "--policy",
+        choices=("round-robin", "consistent-hash"),
+        default="round-robin",
+        help="the DNS's edge policy for the viewers (default round-robin)",
+    )
     sub = modes.add_parser(
         "calibrate",
         help="real bench results beside simulations of the same settings: the report",
@@ -226,11 +232,15 @@ def _run_streaming(args: argparse.Namespace, console: Any) -> int:
         **options.to_json(),
         "arrivals": args.arrivals,
         "flash_seconds": args.flash,
+        "policy": args.policy,
         "simulation": calibration.describe(),
     }
     records = []
     for strategy in options.strategies:
-        settings = calibration.stream_settings(options, strategy, args.arrivals, args.flash)
+        settings = dataclasses.replace(
+            calibration.stream_settings(options, strategy, args.arrivals, args.flash),
+            policy=args.policy,
+        )
         started = time.process_time()
         outcome = simulate_streaming(settings)
         results = viewer_results(outcome)

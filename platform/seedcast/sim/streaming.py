@@ -14,7 +14,8 @@ throughput samples, bytes by source), advanced in steps of ``dt``:
   evaluated once per (buffer, throughput, current rendition) cell of a table,
   so 10^5 players make vectorised look-ups instead of 10^7 Python calls.
 * **Edges**: each viewer's edge is the DNS's round-robin answer
-  (:func:`seedcast.nameserver.policies.round_robin`), in arrival order; an
+  (:func:`seedcast.nameserver.policies.round_robin` in arrival order, or
+  :func:`~seedcast.nameserver.policies.rendezvous` by address); an
   edge's egress (``edge_up``, unlimited by default) is shared max-min fair
   among its viewers, each limited by its download cap.
 * **Hybrid**: the agent scheduler's rule (:class:`seedcast.agent.scheduler.
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from seedcast.agent.scheduler import SchedulerSettings
-from seedcast.nameserver.policies import Edge, round_robin
+from seedcast.nameserver.policies import Edge, rendezvous, round_robin
 from seedcast.player.abr import AbrObservation, make_abr
 from seedcast.sim.fluid import water_fill
 
@@ -81,6 +82,8 @@ class StreamSettings:
     """Fixed cost from arrival to the first request (agent start, manifest)."""
     dt: float = 0.1
     seed: int = 1
+    policy: str = "round-robin"
+    """The DNS edge policy: ``round-robin`` or ``consistent-hash`` (rendezvous per viewer)."""
 
 
 def abr_table(name: str, bitrates: Sequence[int]) -> npt.NDArray[np.int8]:
@@ -117,6 +120,18 @@ def _arrivals(settings: StreamSettings) -> FloatArray:
     return np.cumsum(gaps)
 
 
+def _edges_of(settings: StreamSettings, pool: Sequence[Edge]) -> IntArray:
+    """Each viewer's edge: the DNS policy's answer for it (round-robin: in arrival order,
+    which repeats every len(pool) viewers; consistent-hash: by the viewer's address)."""
+    count = settings.viewers
+    if settings.policy == "consistent-hash":
+        # Distinct addresses, 10.x.y.z; a /24 per 256 viewers.
+        names = (f"10.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}" for k in range(count))
+        return np.array([pool.index(rendezvous(pool, name, 1)[0]) for name in names])
+    cycle = [pool.index(round_robin(pool, 1, k)[0]) for k in range(min(count, len(pool)))]
+    return np.resize(np.array(cycle, dtype=np.int64), count)
+
+
 def simulate_streaming(settings: StreamSettings) -> dict[str, Any]:
     """Run one strategy; returns per-viewer arrays and totals (see :func:`viewer_results`)."""
     count = settings.viewers
@@ -126,10 +141,7 @@ def simulate_streaming(settings: StreamSettings) -> dict[str, Any]:
     table = abr_table(settings.abr, settings.bitrates)
     arrive = _arrivals(settings) + settings.start_seconds
     pool = [Edge(f"edge-{n + 1}", f"127.0.20.{n + 1}", "any", 4) for n in range(settings.edges)]
-    edge_of = np.array(
-        [pool.index(round_robin(pool, 1, k)[0]) for k in range(min(count, len(pool)))]
-    )
-    edge_of = np.resize(edge_of, count)
+    edge_of = _edges_of(settings, pool)
     edge_cap = settings.edge_up if settings.edge_up > 0 else math.inf
     down = settings.download if settings.download > 0 else math.inf
     hybrid = settings.strategy == "hybrid"

@@ -139,3 +139,12 @@ def test_piece_level_churn_seeds_that_leave_do_not_strand_the_rest() -> None:
     assert churn.unfinished == 0
     # Finished peers leave at once: the last ones have fewer uploaders, never more.
     assert max(churn.completion_s) >= max(stay.completion_s) * 0.98
+
+
+def test_streaming_edge_policies_spread_viewers_over_every_edge() -> None:
+    for policy in ("round-robin", "consistent-hash"):
+        outcome = simulate_streaming(
+            StreamSettings(viewers=400, edges=4, video_seconds=4.0, rate=50.0, policy=policy)
+        )
+        counts = np.bincount(outcome["edge_of"], minlength=4)
+        assert counts.min() > 50, (policy, counts)
