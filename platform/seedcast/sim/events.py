@@ -118,6 +118,15 @@ class Network:
         self._release(transfer)
         return left
 
+    def remaining(self, transfer: int) -> float:
+        """Bytes ``transfer`` has still to carry."""
+        return float(self._left[transfer]) if self._live[transfer] else 0.0
+
+    def resize(self, transfer: int, left: float) -> None:
+        """Change the bytes ``transfer`` has left to carry (part of it was called off)."""
+        if self._live[transfer]:
+            self._left[transfer] = max(float(left), 0.0)
+
     def rate(self, transfer: int) -> float:
         self._refresh()
         return float(self._rate[transfer]) if self._live[transfer] else 0.0

@@ -388,10 +388,41 @@ class _Swarm:
     def _drop_requests(self, link: _Link) -> None:
         """A choke: the uploader forgets the queued requests (what is in flight arrives)."""
         picker = self.peers[link.downloader].picker
+        dropped = link.requests + self._trim(link, set(link.in_flight))
         if picker is not None:
-            for block in link.requests:
+            for block in dropped:
                 picker.cancel_request(link.uploader, block)
         link.requests.clear()
+
+    def _cancel(self, link: _Link, block: BlockRef) -> None:
+        """A CANCEL: a queued block is forgotten, one not yet begun leaves the batch."""
+        if block in link.requests:
+            link.requests.remove(block)
+        elif block in link.in_flight:
+            self._trim(link, {block})
+
+    def _trim(self, link: _Link, blocks: set[BlockRef]) -> list[BlockRef]:
+        """Take ``blocks`` out of the batch in flight where sending has not reached them
+        (the uploader sends block by block); returns those taken out."""
+        if link.transfer is None or not blocks:
+            return []
+        left = self.net.remaining(link.transfer)
+        total = sum(block.length for block in link.in_flight) * self.wire
+        sent = total - left
+        position = 0.0
+        keep: list[BlockRef] = []
+        removed: list[BlockRef] = []
+        for block in link.in_flight:
+            begun = position < sent - 1e-6
+            (removed if block in blocks and not begun else keep).append(block)
+            position += block.length * self.wire
+        if not removed:
+            return []
+        if not keep:
+            keep, removed = removed[:1], removed[1:]  # the first block is on the wire
+        link.in_flight = keep
+        self.net.resize(link.transfer, left - sum(b.length for b in removed) * self.wire)
+        return removed
 
     # -- requests and blocks ------------------------------------------------------------------
 
@@ -446,9 +477,7 @@ class _Swarm:
                 counts = downloader.partial.setdefault(block.index, {})
                 counts[source] = counts.get(source, 0) + block.length
             for other, duplicate in outcome.cancel:
-                other_link = self.peers[_number(other)].outs[downloader.number]
-                if duplicate in other_link.requests:
-                    other_link.requests.remove(duplicate)
+                self._cancel(self.peers[_number(other)].outs[downloader.number], duplicate)
             if outcome.piece_complete:
                 self._passed(downloader, block.index)
         if not downloader.complete:
@@ -460,9 +489,7 @@ class _Swarm:
         assert picker is not None
         peer.partial.pop(index, None)
         for other, block in picker.piece_passed(index):
-            other_link = self.peers[_number(other)].outs[peer.number]
-            if block in other_link.requests:
-                other_link.requests.remove(block)
+            self._cancel(self.peers[_number(other)].outs[peer.number], block)
         for number, link in peer.ins.items():
             neighbour = self.peers[number]
             if link.meter is None:
