@@ -197,31 +197,36 @@ def _plot(out: Path, rows: Sequence[dict[str, Any]]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 5.2))
+    sizes = sorted({row["file_size"] for row in rows}) or [0]
+    figure, panels = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 5.2), squeeze=False)
     strategies = sorted({row["strategy"] for row in rows})
-    for index, strategy in enumerate(strategies):
-        mine = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["clients"])
-        xs = [r["clients"] for r in mine]
-        color = f"C{index}"
-        axes.plot(xs, [r["real_s"] for r in mine], "o-", color=color, label=f"{strategy} real")
-        axes.plot(
-            xs,
-            [r["piece_s"] for r in mine],
-            "x--",
-            color=color,
-            ms=9,
-            label=f"{strategy} simulated (piece level)",
-        )
-        if mine and "fluid_s" in mine[0]:
-            axes.plot(xs, [r["fluid_s"] for r in mine], "+:", color=color, ms=9, alpha=0.7)
-        axes.plot(xs, [r["bound_s"] for r in mine], "-", color=color, alpha=0.25, lw=4)
-    axes.set_xscale("log", base=2)
-    axes.set_yscale("log")
-    axes.set_xlabel("clients N")
-    axes.set_ylabel("distribution time (s)")
-    axes.set_title("Real runs (o) vs simulation (x piece level, + fluid); wide line: the bound")
-    axes.grid(alpha=0.3, which="both")
-    axes.legend(fontsize=7, ncol=2)
+    for axes, size in zip(panels[0], sizes, strict=True):
+        for index, strategy in enumerate(strategies):
+            mine = sorted(
+                (r for r in rows if r["strategy"] == strategy and r["file_size"] == size),
+                key=lambda r: r["clients"],
+            )
+            xs = [r["clients"] for r in mine]
+            color = f"C{index}"
+            axes.plot(xs, [r["real_s"] for r in mine], "o-", color=color, label=f"{strategy} real")
+            axes.plot(
+                xs,
+                [r["piece_s"] for r in mine],
+                "x--",
+                color=color,
+                ms=9,
+                label=f"{strategy} simulated (piece level)",
+            )
+            if mine and "fluid_s" in mine[0]:
+                axes.plot(xs, [r["fluid_s"] for r in mine], "+:", color=color, ms=9, alpha=0.7)
+            axes.plot(xs, [r["bound_s"] for r in mine], "-", color=color, alpha=0.25, lw=4)
+        axes.set_xscale("log", base=2)
+        axes.set_yscale("log")
+        axes.set_xlabel("clients N")
+        axes.set_ylabel("distribution time (s)")
+        axes.set_title(f"F = {size / 2**20:g} MiB: real (o), piece level (x), fluid (+), bound")
+        axes.grid(alpha=0.3, which="both")
+        axes.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     figure.savefig(out / "calibration.png", dpi=110)
     plt.close(figure)
