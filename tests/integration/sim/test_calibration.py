@@ -3,11 +3,11 @@
 Real clusters with the bench's default caps, which leave the machine mostly
 idle (the caps decide the time, not the CPU), then ``seedcast simulate``'s
 piece level at the same settings: each simulated time within 10% of the
-measured one and never below the bound. client-server, cdn and p2p with a
-4 MiB file; hybrid with 16 MiB: with 4 MiB a hybrid run at N = 4 lasts 1.2 s,
-the edges deliver most of it, and the simulation is 8-12% slower than the
-real run (the calibration report shows it), so the test would sit on the
-tolerance. About 70 s.
+measured one and never below the bound. client-server and cdn with a 4 MiB
+file; p2p and hybrid with the standard 16 MiB: with 4 MiB their runs last
+1-5 s, and the real swarm's fixed start-up cost (issue #18 item 6) puts
+real p2p 6-11% behind the simulation at N = 4 and real hybrid 4-10% ahead
+of it, run to run: the test would sit on the tolerance. About 90 s.
 """
 
 from __future__ import annotations
@@ -25,16 +25,16 @@ pytestmark = pytest.mark.slow
 SMALL = DistributionOptions(
     file_size=4 * MiB,
     clients=(4, 8),
-    strategies=("client-server", "cdn", "p2p"),
+    strategies=("client-server", "cdn"),
     libtorrent=False,
     seed=1,
 )
-HYBRID = DistributionOptions(
-    file_size=16 * MiB, clients=(4, 8), strategies=("hybrid",), libtorrent=False, seed=1
+SWARMS = DistributionOptions(
+    file_size=16 * MiB, clients=(4, 8), strategies=("p2p", "hybrid"), libtorrent=False, seed=1
 )
 
 
-@pytest.mark.parametrize("options", [SMALL, HYBRID], ids=["4MiB", "hybrid-16MiB"])
+@pytest.mark.parametrize("options", [SMALL, SWARMS], ids=["http-4MiB", "swarms-16MiB"])
 def test_simulation_agrees_with_the_real_run_at_small_n(
     options: DistributionOptions, tmp_path: Path
 ) -> None:
