@@ -97,6 +97,13 @@ async def test_four_viewers_stream_with_later_ones_fed_by_peers(
             if index > 1:
                 share = report.bytes_from_peers / segment_bytes(report)
                 assert share >= 0.5, (index, report)
+        # No duplicate bytes: what each agent downloaded (peers' piece data and the
+        # edge's bodies) is what its player played, within 2% (before the reads below).
+        for viewer in viewers.values():
+            figures = await health(viewer)
+            played = int(str(figures["played_bytes"]))
+            assert played > 0
+            assert int(str(figures["downloaded_bytes"])) / played <= 1.02, (viewer.name, figures)
         # Every piece the agents stored passed its SHA-1: what they serve is the library,
         # and each piece of it hashes as the torrent says.
         metainfo = Metainfo.parse(cluster.torrent.read_bytes())
