@@ -187,9 +187,14 @@ class Timeline:
     def __init__(self, files: Iterable[TimedFile]) -> None:
         self._by_name: dict[str, TimedFile] = {}
         self._tracks: dict[str, list[TimedFile]] = {}
+        self._inits: dict[str, TimedFile] = {}
+        self._kinds: dict[str, set[str]] = {}
         for timed in files:
             self._by_name[timed.name] = timed
-            if not timed.is_init:
+            self._kinds.setdefault(timed.kind, set()).add(timed.track)
+            if timed.is_init:
+                self._inits[timed.track] = timed
+            else:
                 self._tracks.setdefault(timed.track, []).append(timed)
         for segments in self._tracks.values():
             segments.sort(key=lambda timed: timed.position)
@@ -215,6 +220,20 @@ class Timeline:
         """The segments of ``timed``'s track that follow it, in order."""
         segments = self._tracks.get(timed.track, [])
         return segments[timed.position + 1 :] if timed.position >= 0 else segments
+
+    def only_track(self, kind: str) -> str | None:
+        """The track of ``kind`` when there is exactly one (no rendition to choose)."""
+        tracks = self._kinds.get(kind, set())
+        return next(iter(tracks)) if len(tracks) == 1 else None
+
+    def kinds(self) -> list[str]:
+        return sorted(self._kinds)
+
+    def start_of(self, track: str) -> list[TimedFile]:
+        """What a player fetches first on ``track``: its initialization and first segment."""
+        first = self._tracks.get(track, [])[:1]
+        init = self._inits.get(track)
+        return [init, *first] if init is not None else first
 
     def __len__(self) -> int:
         return len(self._by_name)
@@ -413,6 +432,8 @@ class StreamScheduler:
         """Missing piece -> ids of the requests waiting for it."""
         self._next_request_id = 1
         self._anchors: dict[str, _Anchor] = {}
+        self._expected: dict[str, tuple[float, list[TimedFile]]] = {}
+        """Kind not playing yet -> (since when, the files its player is certain to ask next)."""
         self._runs: dict[int, _Run] = {}
         self._edge_pieces: dict[int, int] = {}
         """Piece -> id of the edge run fetching it."""
@@ -459,6 +480,9 @@ class StreamScheduler:
         timed = self.timeline.get(name) if self.timeline is not None else None
         if timed is not None and not timed.is_init:
             due = self._move_anchor(timed, now)
+            self._expected.pop(timed.kind, None)
+        elif timed is not None:
+            self._expect_start(timed, now)
         self._requests[request_id] = _Request(request_id, name, missing, now, due)
         for index in missing:
             self._by_piece.setdefault(index, set()).add(request_id)
@@ -479,6 +503,18 @@ class StreamScheduler:
                 return due
         self._anchors[timed.kind] = _Anchor(now, timed.start, timed)
         return now
+
+    def _expect_start(self, init: TimedFile, now: float) -> None:
+        """A player starts a track: its first segment follows the initialization at once,
+        and so does the start of every kind offering a single track (no rendition to choose)."""
+        assert self.timeline is not None
+        if init.kind not in self._anchors:
+            self._expected[init.kind] = (now, self.timeline.start_of(init.track)[1:])
+        for kind in self.timeline.kinds():
+            track = self.timeline.only_track(kind)
+            if kind in self._anchors or kind in self._expected or track is None:
+                continue
+            self._expected[kind] = (now, self.timeline.start_of(track))
 
     def ready(self, request_id: int) -> bool:
         """Every piece of the request is here (or the request is unknown)."""
@@ -672,12 +708,24 @@ class StreamScheduler:
     def _add_prefetch(
         self, now: float, view: SwarmView, need: dict[int, tuple[float, bool]]
     ) -> None:
-        """Pieces of the segments after the latest asked, within the prefetch horizon."""
-        if self.timeline is None:
+        """Pieces a player is certain to ask for: the start of a track it is about to play,
+        and the segments after the latest asked, within the prefetch horizon, of a kind
+        with a single track. Where the player's ABR picks among renditions nothing is
+        fetched before it asks: a prefetched rendition it leaves would be bytes never played."""
+        timeline = self.timeline
+        if timeline is None:
             return
+        for since, files in self._expected.values():
+            for timed in files:
+                span = self.layout.file(timed.name)
+                for index in span.pieces if span is not None else ():
+                    if not view.has(index) and index not in need:
+                        need[index] = (since, False)
         horizon = now + self.settings.prefetch_seconds
-        for anchor in self._anchors.values():
-            for timed in self.timeline.after(anchor.last):
+        for kind, anchor in self._anchors.items():
+            if timeline.only_track(kind) is None:
+                continue
+            for timed in timeline.after(anchor.last):
                 due = anchor.due(timed)
                 if due > horizon:
                     break
