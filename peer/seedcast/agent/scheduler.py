@@ -17,9 +17,13 @@ unchoking us) and returns a :class:`Plan`.
   only make safer. A request the model says is already late (the player's
   buffer ran dry), or one that is not the next segment (a seek), re-anchors
   at ``now``. The MPD and initialization segments are due when asked.
-* **Who delivers.** Every missing piece a player waits on, and every piece
-  of the track it plays within ``prefetch_seconds`` of the anchor, belongs to
-  the peers until its *handover*: ``due - edge_eta - edge_margin_seconds``,
+* **What is fetched.** What the player asks for; what it is certain to ask
+  next (a track's first segment once its initialization was asked, and the
+  start of a kind with a single track); and, within ``prefetch_seconds`` of
+  the anchor, the segments ahead on a kind with a single track (audio). Never
+  a rendition the ABR has not asked for: bytes it leaves are never played.
+* **Who delivers.** Each such missing piece belongs to the peers until its
+  *handover*: ``due - edge_eta - edge_margin_seconds``,
   where ``edge_eta`` is the edge's measured latency plus the piece's bytes at
   the edge's measured rate (:class:`RateEstimates`). The peers' grace is
   therefore a function of measured rates, not a constant: a piece due now (the

@@ -75,6 +75,29 @@ def movie(tmp_path: Path) -> Fixture:
     return build(tmp_path)
 
 
+@pytest.fixture
+def ladder(tmp_path: Path) -> Fixture:
+    """Two video renditions (v, w) and one audio track (a), 5 segments of 2 s each."""
+    folder = tmp_path / "ladder"
+    folder.mkdir()
+    files: dict[str, bytes] = {"manifest.mpd": b"<MPD/>"}
+    timed = []
+    for track, kind in (("v", "video"), ("w", "video"), ("a", "audio")):
+        files[f"init-{track}.m4s"] = b"i" * 300
+        timed.append(TimedFile(f"init-{track}.m4s", f"{kind}:{track}", kind, -1))
+        for number in range(1, 6):
+            name = f"{track}-{number}.m4s"
+            files[name] = bytes([number]) * (PIECE + 10)
+            timed.append(
+                TimedFile(name, f"{kind}:{track}", kind, number - 1, 2.0 * (number - 1), 2.0)
+            )
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    torrent = create_torrent(folder, list(files), announce="", name="ladder", piece_length=PIECE)
+    metainfo = Metainfo.parse(torrent)
+    return Fixture(metainfo, TorrentLayout(metainfo), Timeline(timed), files)
+
+
 def scheduler(
     movie: Fixture, *, rng: random.Random | None = None, **changes: float
 ) -> StreamScheduler:
@@ -303,6 +326,33 @@ def test_segments_ahead_get_deadlines_then_the_window(movie: Fixture) -> None:
     # v-7 is beyond the horizon.
     assert not set(pieces(movie, "v-7.m4s")) & set(window)
     assert not plan.edge_runs  # peers have it all and there is time
+
+
+def test_no_rendition_is_fetched_before_the_player_asks_for_it(ladder: Fixture) -> None:
+    core = scheduler(ladder, prefetch_seconds=20.0)
+    view = peers_have_everything(ladder)
+    for name in ("init-v.m4s", "v-1.m4s", "init-a.m4s", "a-1.m4s"):
+        view.have.update(pieces(ladder, name))
+        core.request(name, pieces(ladder, name), now=0.0)
+    plan = core.plan(0.0, view)
+    wanted = set(plan.window) | set(plan.deadlines)
+    # The ABR may pick v or w next: neither is fetched ahead. Audio has no choice.
+    for number in range(2, 6):
+        assert not set(pieces(ladder, f"v-{number}.m4s")) & wanted
+        assert not set(pieces(ladder, f"w-{number}.m4s")) & wanted
+        assert set(pieces(ladder, f"a-{number}.m4s")) <= wanted
+
+
+def test_starting_a_track_fetches_its_first_segment_and_the_audio_at_once(
+    ladder: Fixture,
+) -> None:
+    core = scheduler(ladder)
+    view = peers_have_everything(ladder)
+    core.request("init-w.m4s", pieces(ladder, "init-w.m4s"), now=3.0)
+    names = {run.name for run in core.plan(3.0, view).edge_runs}
+    # The player asks w-1 next for certain, then the only audio track's start.
+    assert names == {"init-w.m4s", "w-1.m4s", "init-a.m4s", "a-1.m4s"}
+    assert not any(name.startswith("v-") or name == "init-v.m4s" for name in names)
 
 
 def test_a_piece_nobody_offers_is_seeded_from_the_edge_at_a_random_instant(
