@@ -150,6 +150,14 @@ def test_layout_maps_each_file_to_whole_pieces(movie: Fixture) -> None:
     assert layout.file("nope") is None
 
 
+def test_trailing_padding_is_not_part_of_a_pieces_payload(movie: Fixture) -> None:
+    span = movie.layout.file("v-1.m4s")
+    assert span is not None
+    payloads = [movie.metainfo.piece_payload(index) for index in span.pieces]
+    assert payloads == [PIECE, PIECE, PIECE, SEGMENT - 3 * PIECE]
+    assert all(movie.metainfo.piece_size(index) == PIECE for index in span.pieces)
+
+
 def test_a_torrent_without_padding_is_refused(tmp_path: Path) -> None:
     unpadded = tmp_path / "unpadded"
     with pytest.raises(ConfigError, match="piece boundary"):
