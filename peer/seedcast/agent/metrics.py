@@ -42,7 +42,7 @@ def agent_metric_families(snapshot: AgentStatistics) -> Iterable[Metric]:
         served.add_metric([source], count)
     fetched = CounterMetricFamily(
         "seedcast_agent_fetched_bytes",
-        "Verified piece bytes stored, by where they came from",
+        "Verified piece bytes stored (trailing padding left out), by where they came from",
         labels=["source"],
     )
     for source, count in sorted(snapshot.fetched_bytes.items()):

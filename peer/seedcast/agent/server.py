@@ -311,10 +311,11 @@ class VideoSession:
 
     def _on_piece(self, event: PieceCompleted) -> None:
         source = "cache" if event.source == "disk" else event.source
+        payload = self.metainfo.piece_payload(event.index)
         if source == "peer":
-            self.peer_payload += self.metainfo.piece_payload(event.index)
+            self.peer_payload += payload
         self.piece_source.setdefault(event.index, source)
-        self.agent.fetched_bytes[source] += self.layout.piece_size(event.index)
+        self.agent.fetched_bytes[source] += payload
         for request_id in self.scheduler.piece_arrived(event.index, trio.current_time(), source):
             waiter = self._waiters.get(request_id)
             if waiter is not None:
