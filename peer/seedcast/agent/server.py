@@ -142,7 +142,9 @@ class AgentSettings:
     extra_announce_urls: tuple[str, ...] = ()
     """Tried after the torrent's own (when ``announce_urls`` is None)."""
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
-    swarm: SwarmSettings = field(default_factory=lambda: SwarmSettings(request_timeout=3.0))
+    swarm: SwarmSettings = field(default_factory=lambda: SwarmSettings(request_timeout=8.0))
+    """A block a peer is slow with is asked elsewhere only after ``request_timeout``: a
+    piece due soon goes to the edge first, and asking again early costs duplicates."""
     restrict_to_window: bool = True
     """Only fetch what the player will need (a viewer), not the whole torrent."""
     edge_run_timeout: float = 8.0
@@ -752,6 +754,7 @@ class Agent:
                 "cdn_served_by": self.cdn.last_served_by,
                 **statistics.as_status(),
                 "served_bytes": dict(statistics.served_bytes),
+                "wasted_by_reason": dict(statistics.wasted_bytes),
             },
             [("Cache-Control", "no-store")],
         )
@@ -952,7 +955,7 @@ def agent_settings_from_config(
             upload_rate=peers.upload,
             download_rate=peers.download,
             max_connections=peers.max_connections,
-            request_timeout=3.0,
+            request_timeout=8.0,
         ),
     )
     return dataclasses.replace(base, **changes)

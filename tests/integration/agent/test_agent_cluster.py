@@ -103,7 +103,14 @@ async def test_four_viewers_stream_with_later_ones_fed_by_peers(
             figures = await health(viewer)
             played = int(str(figures["played_bytes"]))
             assert played > 0
-            assert int(str(figures["downloaded_bytes"])) / played <= 1.02, (viewer.name, figures)
+            downloaded = int(str(figures["downloaded_bytes"]))
+            assert downloaded / played <= 1.02, (
+                viewer.name,
+                downloaded,
+                played,
+                figures["wasted_by_reason"],
+                figures["served_bytes"],
+            )
         # Every piece the agents stored passed its SHA-1: what they serve is the library,
         # and each piece of it hashes as the torrent says.
         metainfo = Metainfo.parse(cluster.torrent.read_bytes())
