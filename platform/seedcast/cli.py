@@ -49,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "seedcast.bench.commands",
         "benchmarks and load tests (http, edge, dns, swarm, distribution, streaming)",
     ),
+    "simulate": (
+        "seedcast.sim.commands",
+        "simulate the benches at internet scale (distribution, streaming, calibrate)",
+    ),
     "origin": ("seedcast.origin.commands", "run the origin HTTP server in the foreground"),
     "edge": ("seedcast.edge.commands", "run a CDN edge cache in the foreground"),
     "dns": (
