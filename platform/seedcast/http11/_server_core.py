@@ -38,7 +38,8 @@ DEFAULT_MAX_HEAD_SIZE = 16 * KiB
 
 # Methods we implement (RFC 9110 + PATCH). Anything else is 501, including
 # CONNECT and TRACE (no proxy tunnels, no echo) and the WebDAV family llhttp knows.
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+# PURGE is the de-facto cache invalidation method (Varnish, nginx, Fastly); the edge takes it.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "PURGE"})
 _METHOD_NAMES = {method.encode("ascii"): method for method in KNOWN_METHODS}
 
 
@@ -87,6 +88,16 @@ class _Abort(Exception):
         self.error = error
 
 
+def _transfer_coding_fault(value: bytes) -> RemoteProtocolError | None:
+    """RFC 9112 6.3: a request whose final coding isn't chunked is 400; other codings 501."""
+    codings = [coding.strip().lower() for coding in value.split(b",")]
+    if codings[-1] != b"chunked":
+        return _bad("Transfer-Encoding must end with chunked", 400, "bad_framing")
+    if len(codings) > 1:
+        return _bad("only the chunked transfer coding is implemented", 501, "transfer_coding")
+    return None
+
+
 def _bad(message: str, status: int = 400, reason: str = "malformed") -> RemoteProtocolError:
     return RemoteProtocolError(message, status_hint=status, reason=reason)
 
@@ -105,6 +116,7 @@ class RequestParser:
         "_events",
         "_expect",
         "_fed_in_head",
+        "_framing_fault",
         "_head_size",
         "_headers",
         "_heads_done",
@@ -135,6 +147,7 @@ class RequestParser:
         self._fed_in_head = 0
         self._heads_done = 0
         self._expect = False
+        self._framing_fault: RemoteProtocolError | None = None
         self._in_body = False
         self.in_head = False
         self.reusable = True
@@ -146,6 +159,7 @@ class RequestParser:
         self._headers = []
         self._head_size = 0
         self._expect = False
+        self._framing_fault = None
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -162,6 +176,16 @@ class RequestParser:
             raise _Abort(self._too_large())
         if len(name) == 6 and name.lower() == b"expect":
             self._expect = value.strip().lower() == b"100-continue"
+        elif not value.isascii() and self._framing_fault is None:
+            # obs-text: legal once, but nothing we serve needs it and forwarding it
+            # breaks upstream requests; refuse here rather than 502 later.
+            self._framing_fault = _bad(
+                f"non-ASCII byte in header field {name.decode('latin-1')!r}", 400, "bad_header"
+            )
+        elif (
+            len(name) == 17 and name.lower() == b"transfer-encoding" and self._framing_fault is None
+        ):
+            self._framing_fault = _transfer_coding_fault(value)
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -174,6 +198,15 @@ class RequestParser:
         method = _METHOD_NAMES.get(raw_method) or raw_method.decode("ascii", "replace")
         if method not in self._methods:
             raise _Abort(_bad(f"method {method} is not implemented", 501, "method"))
+        if self._framing_fault is not None:
+            raise _Abort(self._framing_fault)
+        if version == "1.1":
+            hosts = sum(
+                1 for name, _ in self._headers if len(name) == 4 and name.lower() == b"host"
+            )
+            if hosts != 1:  # RFC 9112 3.2: exactly one Host in HTTP/1.1
+                message = "HTTP/1.1 request without Host" if not hosts else "more than one Host"
+                raise _Abort(_bad(message, 400, "bad_host"))
         url = self._url[0] if len(self._url) == 1 else b"".join(self._url)
         self._events.append(
             RequestHead(
