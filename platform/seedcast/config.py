@@ -175,8 +175,10 @@ class DnsConfig:
     health_timeout: float = _duration("1s")
     all_down: str = "origin"
     """What to answer when every edge is down: origin | all-edges | servfail."""
-    rate_limit: float = 0.0
-    """Responses per second per client /24 prefix; 0 = off."""
+    rate_limit: float = 50.0
+    """UDP responses per second per client /24 (IPv6 /56) prefix, also the burst; 0 = off.
+    Bounds what a spoofed flood can reflect at a victim; real resolvers cache (TTL) and
+    retry over TCP, which is never limited."""
     rate_limit_slip: int = 2
     """Every Nth rate-limited UDP response is sent truncated (TC) instead of dropped; 0 = drop all."""
     rate_limit_clients: int = 10000
@@ -189,7 +191,12 @@ class DnsConfig:
     udp_payload: int = 1232
     """Largest UDP response we send to EDNS clients (without EDNS: 512)."""
     tcp_idle_timeout: float = _duration("10s")
+    """A TCP connection must deliver each whole query within this (a byte a second does
+    not extend it)."""
     tcp_max_connections: int = 256
+    """Open DNS-over-TCP connections; when full, the longest idle one is closed for a new one."""
+    tcp_max_connections_per_source: int = 16
+    """Open DNS-over-TCP connections per client address (beyond: its longest idle one goes)."""
     answer_cache: int = 10000
     """Rendered answers kept for reuse (ID and question case are patched per query)."""
 

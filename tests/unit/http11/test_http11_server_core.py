@@ -363,4 +363,5 @@ def test_http10_needs_no_host_and_purge_is_a_known_method() -> None:
     (head, _) = _parse(b"GET / HTTP/1.0\r\n\r\n")
     assert isinstance(head, RequestHead)
     (head, _) = _parse(b"PURGE /video/ HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert isinstance(head, RequestHead) and head.method == "PURGE"
+    assert isinstance(head, RequestHead)
+    assert head.method == "PURGE"
