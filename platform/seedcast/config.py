@@ -222,10 +222,14 @@ class TrackerConfig:
     numwant_default: int = 50
     numwant_max: int = 200
     max_peers_per_torrent: int = 5000
+    """When a swarm is full, a newcomer replaces its oldest peer that announced only once."""
+    max_peers_per_source: int = 16
+    """Entries one IP address may hold in one swarm; a new one replaces its own oldest."""
     max_peers: int = 200_000
     max_torrents: int = 20_000
     trust_ip_param: bool = False
-    """Honour the announce ``ip`` parameter from any client (otherwise loopback clients only)."""
+    """Honour the announce ``ip`` parameter (only behind a proxy you trust; otherwise a peer is
+    listed under its connection's address)."""
     udp: bool = True
     """Also answer BEP 15 UDP announces on the same host:port."""
 
