@@ -42,6 +42,7 @@ from seedcast.launcher.state import (
     read_state,
     remove_state,
     rss_bytes,
+    secure_run_dir,
 )
 from seedcast.units import format_size
 
@@ -213,6 +214,7 @@ def prepare_config(args: argparse.Namespace, config: ClusterConfig) -> ClusterCo
 
 def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
     config = prepare_config(args, config)
+    secure_run_dir(config.run_dir)
     if getattr(args, "demo", False):
         from seedcast.launcher.demo import run_demo
 
