@@ -270,6 +270,25 @@ class PeersConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """Limits of every HTTP server (origin, edges, tracker, agents, /metrics endpoints)."""
+
+    max_connections: int = 1024
+    """Open connections per server; when full, the idle one nearest its deadline is closed
+    for a new one (busy ones never are)."""
+    max_connections_per_source: int = 64
+    """Open connections from one client address; beyond, that address's own idle ones go."""
+    head_timeout: float = _duration("5s")
+    """A new connection's first byte, and a started request head, must arrive within this."""
+    keep_alive_timeout: float = _duration("30s")
+    """An idle connection between requests is closed after this."""
+    send_timeout: float = _duration("60s")
+    """A client that takes no response bytes for this long is dropped."""
+    max_head_size: int = _size("16KiB")
+    """Request line plus headers; larger -> 431 (a longer target alone -> 431 too)."""
+
+
+@dataclass(frozen=True, slots=True)
 class PrometheusConfig:
     enabled: bool = False
     listen: str = _address("127.0.0.1:9090", 9090)
@@ -286,6 +305,7 @@ class ClusterConfig:
     dns: DnsConfig = field(default_factory=DnsConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     peers: PeersConfig = field(default_factory=PeersConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     source: str = field(default="<built-in>", metadata={"internal": True})
     """Where this config came from, for messages."""

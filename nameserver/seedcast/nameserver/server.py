@@ -174,7 +174,7 @@ class NameServer:
         self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve until cancelled. ``task_status.started`` gets [dns address, metrics address]."""
-        from seedcast.http11 import HttpServer, Response, Router
+        from seedcast.http11 import HttpServer, Response, Router, ServerLimits
 
         udp, tcp = self._bind()
         try:
@@ -185,7 +185,12 @@ class NameServer:
                 return Response.text(200, "ok\n")
 
             router.add("GET", "/healthz", healthz)
-            http = HttpServer(router, registry=self.registry, component="dns")
+            http = HttpServer(
+                router,
+                registry=self.registry,
+                component="dns",
+                limits=ServerLimits.from_settings(self.config.http),
+            )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._serve_udp, udp)
                 listener = trio.SocketListener(trio.socket.from_stdlib_socket(tcp))

@@ -49,7 +49,7 @@ from typing import Any
 
 import trio
 from seedcast.config import ClusterConfig
-from seedcast.http11 import FileBody, Headers, HttpServer, Request, Response, Router
+from seedcast.http11 import FileBody, Headers, HttpServer, Request, Response, Router, ServerLimits
 from seedcast.origin.catalog import Catalog
 from seedcast.origin.library import Library
 from seedcast.origin.serving import (
@@ -675,6 +675,7 @@ def build_origin(
         registry=registry,
         component="origin",
         upload_limit=TokenBucket(upload) if upload > 0 else None,
+        limits=ServerLimits.from_settings(config.http),
     )
     return app, server
 

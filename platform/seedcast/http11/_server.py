@@ -128,6 +128,17 @@ class ServerLimits:
     linger_timeout: float = 2.0
     backlog: int = 1024
 
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> ServerLimits:
+        """Limits from a config section (``config.http``): its fields named like ours."""
+        values = {
+            name: getattr(settings, name)
+            for name in cls.__dataclass_fields__
+            if hasattr(settings, name)
+        }
+        values.update(overrides)
+        return cls(**values)
+
     def __post_init__(self) -> None:
         for name in (
             "head_timeout",
