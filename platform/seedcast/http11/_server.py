@@ -416,7 +416,12 @@ class HttpServer:
                 connection_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            nursery.start_soon(self._run_connection, connection_socket, peer)
+            # Registered now, not when its task first runs: a burst of accepts must
+            # see the connections before it as eviction candidates.
+            connection = _Connection(self, connection_socket, _address(peer))
+            self._connections.add(connection)
+            self._counters.connections_total += 1
+            nursery.start_soon(self._run_connection, connection)
 
     @staticmethod
     async def _accept(listener: socket.socket) -> tuple[socket.socket, Any]:
@@ -477,16 +482,14 @@ class HttpServer:
             del self._held_by_source[source]
         self._slot_freed.set()
 
-    async def _run_connection(self, connection_socket: socket.socket, peer: Any) -> None:
-        connection = _Connection(self, connection_socket, _address(peer))
-        self._connections.add(connection)
-        self._counters.connections_total += 1
+    async def _run_connection(self, connection: _Connection) -> None:
         try:
-            await connection.run()
+            if not connection.scope.cancel_called:  # evicted before it ever ran
+                await connection.run()
         finally:
             self._connections.discard(connection)
-            notify_closing(connection_socket)
-            connection_socket.close()
+            notify_closing(connection.sock)
+            connection.sock.close()
             if not connection.evicted:
                 self._release(connection.client[0])
             if self._closing and not self._connections:

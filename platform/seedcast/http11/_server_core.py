@@ -9,8 +9,8 @@ then :class:`Data` chunks of the body (already de-chunked), then
 behind each other (bounded by what one ``receive_data`` call carries, since the
 shell feeds more only when the queue is empty). Whatever the peer sends, the
 parser either yields events or raises :class:`RemoteProtocolError` whose
-``status_hint``/``reason`` say how to answer (400 malformed, 431 head too large,
-501 unknown method, 505 bad version), after every event that came before the
+``status_hint``/``reason`` say how to answer (400 malformed, 414 target too long,
+431 head too large, 501 unknown method, 505 bad version), after every event that came before the
 fault. It never touches a socket or a clock: timeouts live in the shell.
 
 :func:`frame_response` decides, as a pure function, how a response goes on
@@ -165,7 +165,9 @@ class RequestParser:
         self._url.append(url)
         self._head_size += len(url)
         if self._head_size > self.max_head_size:
-            raise _Abort(self._too_large())
+            raise _Abort(
+                _bad(f"request target exceeds {self.max_head_size} bytes", 414, "target_too_long")
+            )
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.in_head:

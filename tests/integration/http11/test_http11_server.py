@@ -322,7 +322,7 @@ async def test_handler_errors_become_500_and_the_server_lives_on(
         (b"GET / HTTP/1.1\r\nNo-Colon\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\n" + b"X-Big: " + b"v" * 20000 + b"\r\n\r\n", 431),
-        (b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n\r\n", 431),
+        (b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n\r\n", 414),
     ],
 )
 async def test_bad_requests_get_their_status_and_close(
