@@ -41,9 +41,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "library": ("seedcast.origin.commands", "list the published videos"),
     "torrent": ("seedcast.peer.torrent_commands", "create or show a .torrent file"),
     "config": ("seedcast.cli", "show the resolved cluster config as TOML"),
-    "up": ("seedcast.launcher.commands", "start a local cluster and supervise it"),
-    "status": ("seedcast.launcher.commands", "show the processes of the running cluster"),
-    "down": ("seedcast.launcher.commands", "stop the running cluster"),
+    "up": ("seedcast.launcher.up", "start a local cluster and supervise it"),
+    "status": ("seedcast.launcher.status", "show the processes of the running cluster"),
+    "down": ("seedcast.launcher.down", "stop the running cluster"),
     "play": ("seedcast.player.commands", "stream a video with the headless ABR player"),
     "bench": (
         "seedcast.bench.commands",

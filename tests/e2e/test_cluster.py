@@ -27,6 +27,7 @@ import pytest
 import trio
 from seedcast.control import connect_control
 from seedcast.launcher.state import ClusterState, pid_alive, processes_of, read_state
+from seedcast.testing.origin import publish_sample
 
 pytestmark = pytest.mark.slow
 
@@ -49,20 +50,7 @@ def seedcast(
 
 def publish_tiny_library(data_dir: Path) -> None:
     """A 4 s, 320x180 sample published as ``sample`` (a second or two of ffmpeg)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    sample = data_dir / "tiny.mp4"
-    seedcast(
-        "--data",
-        str(data_dir),
-        "sample",
-        "--seconds",
-        "4",
-        "--size",
-        "320x180",
-        "--out",
-        str(sample),
-    )
-    seedcast("--data", str(data_dir), "publish", str(sample), "--id", "sample", "--ladder", "360p")
+    publish_sample(data_dir, source=data_dir / "tiny.mp4")
 
 
 def cluster_file(tmp_path: Path, library: Path, block: int, *, viewers: int = 2) -> Path:

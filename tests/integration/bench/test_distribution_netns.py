@@ -27,12 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from seedcast.bench.distribution import (
-    DistributionOptions,
-    RunSpec,
-    netns_links,
-    run_benchmark,
-)
+from seedcast.bench._distribution_plan import DistributionOptions, RunSpec, netns_links
+from seedcast.bench.distribution import run_benchmark
 from seedcast.cli import main
 from seedcast.errors import SeedcastError
 from seedcast.units import MiB

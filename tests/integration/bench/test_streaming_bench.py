@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from seedcast.bench.streaming import StreamingOptions, plan_viewers, run_benchmark
-from seedcast.player.mpd import parse_manifest
+from seedcast.dash import parse_manifest
 
 pytestmark = pytest.mark.slow
 

@@ -36,7 +36,7 @@ def dummy_spec(name: str, *options: str, tier: Tier = Tier.EDGES) -> ProcessSpec
     argv = (
         sys.executable,
         "-m",
-        "seedcast.launcher._dummy",
+        "seedcast.testing.dummy_role",
         "--role",
         "edge",
         "--name",
@@ -184,7 +184,7 @@ LAUNCHER_SCRIPT = textwrap.dedent(
     config = dataclasses.replace(base, cluster=dataclasses.replace(
         base.cluster, data_dir=str(run_dir / "data"), run_dir=str(run_dir)))
     specs = tuple(
-        ProcessSpec("edge", name, (sys.executable, "-m", "seedcast.launcher._dummy", "--name",
+        ProcessSpec("edge", name, (sys.executable, "-m", "seedcast.testing.dummy_role", "--name",
                     name, "--listen", "127.0.0.1:0"), "127.0.0.1:0", tier=Tier.EDGES)
         for name in ("one", "two", "three"))
     supervisor = Supervisor(config, ClusterPlan(specs), config_file=run_dir / "cluster.toml")
