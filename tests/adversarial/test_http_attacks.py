@@ -148,7 +148,8 @@ def test_malformed_and_smuggling_shapes_are_refused_and_closed(tmp_path: Path) -
         served, _ = _probes_ok(origin.address, "127.0.0.2")
         assert served == 6
         assert len(origin.log_lines) - log_lines < 20
-        assert origin.metric("seedcast_origin_http_bad_requests_total") >= len(HOSTILE) + 500
+        # (the two bad bodies behind a refused POST are 405s, not bad requests)
+        assert origin.metric("seedcast_origin_http_bad_requests_total") >= len(HOSTILE) - 2 + 500
         report("smuggling/malformed x17 + 500 bad bytes", "all 4xx/5xx + close, logs bounded",
                before, origin.rss(), None)  # fmt: skip
 

@@ -75,6 +75,9 @@ CONNECTION_CLOSED = _Marker.CONNECTION_CLOSED
 Event = RequestHead | Data | _Marker
 
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +[^ \r\n]+ +HTTP/[0-9]+\.[0-9]+\r?\n")
+# What an unfinished request line of an unknown method can look like so far; anything
+# else (a TLS hello, binary junk) is a 400 at once instead of waiting for a line end.
+_METHOD_SO_FAR = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]*(?: [^\r\n]*)?")
 _REQUEST_LINE_ANYWHERE = re.compile(
     rb"(?:^|\n)([!#$%&'*+.^_`|~0-9A-Za-z-]+) +[^ \r\n]+ +HTTP/[0-9]+\.[0-9]+\r?\n"
 )
@@ -347,8 +350,12 @@ class RequestParser:
         assert self._bad_line is not None
         self._bad_line += data[: self.max_head_size + 1]
         line_end = self._bad_line.find(b"\n")
-        if line_end < 0 and len(self._bad_line) <= self.max_head_size:
-            return  # wait for the rest of the line
+        if (
+            line_end < 0
+            and len(self._bad_line) <= self.max_head_size
+            and _METHOD_SO_FAR.fullmatch(self._bad_line)
+        ):
+            return  # it may still be a well-formed line of an unknown method: wait for its end
         match = _REQUEST_LINE.match(bytes(self._bad_line[: line_end + 1]))
         if match and line_end >= 0:
             method = match.group(1).decode("ascii")

@@ -379,3 +379,14 @@ def test_http10_needs_no_host_and_purge_is_a_known_method() -> None:
     (head, _) = _parse(b"PURGE /video/ HTTP/1.1\r\nHost: x\r\n\r\n")
     assert isinstance(head, RequestHead)
     assert head.method == "PURGE"
+
+
+def test_binary_junk_is_refused_at_once_not_after_a_timeout() -> None:
+    parser = RequestParser()
+    parser.receive_data(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 64)  # TLS
+    with pytest.raises(RemoteProtocolError) as caught:
+        parser.next_event()
+    assert caught.value.status_hint == 400
+    parser = RequestParser()
+    parser.receive_data(b"BREW /pot HTT")  # an unknown method, line not finished: wait
+    assert parser.next_event() is NEED_DATA
