@@ -80,7 +80,7 @@ def _announce(
             "left": 100,
             "compact": 1,
             "numwant": 200,
-        }  # fmt: skip
+        }
     )
     return http_get(address, f"/announce?{query}", source=source)
 
