@@ -89,7 +89,7 @@ def test_tracker_flood_of_fresh_peer_ids_keeps_real_peers(tmp_path: Path) -> Non
     with running_role(tmp_path, "tracker", "127.0.0.1:0") as tracker:
         before = tracker.rss()
         info_hash = b"\x11" * 20
-        for round_ in range(2):  # a real peer: announces, and again (verified)
+        for _ in range(2):  # a real peer: announces, and again (verified)
             status, _ = _announce(tracker.address, info_hash, b"R" * 20, 7000, source="127.0.0.5")
             assert status == 200
         for index in range(600):  # fresh ids and ports from one address
