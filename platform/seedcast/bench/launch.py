@@ -78,6 +78,17 @@ def bare_processes(count: int) -> tuple[float, int]:
     return elapsed, rss
 
 
+ROOT_PACKAGES = (
+    "seedcast",
+    "seedcast.origin",
+    "seedcast.edge",
+    "seedcast.nameserver",
+    "seedcast.tracker",
+    "seedcast.peer",
+    "seedcast.agent",
+)
+
+
 def byte_compile_sources() -> None:
     """Write the .pyc files of Seedcast's own modules (pip does this for regular installs).
 
@@ -87,15 +98,12 @@ def byte_compile_sources() -> None:
     import compileall
     import importlib
 
-    for package in (
-        "seedcast",
-        "seedcast.origin",
-        "seedcast.edge",
-        "seedcast.tracker",
-        "seedcast.peer",
-    ):
+    # One package per source root (README "Layout"); a namespace path also holds the
+    # editable install's finder hook, which is no folder.
+    for package in ROOT_PACKAGES:
         for folder in importlib.import_module(package).__path__:
-            compileall.compile_dir(folder, quiet=1)
+            if Path(folder).is_dir():
+                compileall.compile_dir(folder, quiet=1)
 
 
 def one_run(

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from seedcast.errors import SeedcastError
+from seedcast.launcher.state import pid_alive
 
 __all__ = [
     "COMMAND_TIMEOUT",
@@ -28,6 +29,7 @@ __all__ = [
     "STOP_TIMEOUT",
     "RoleProcess",
     "check_seedcast",
+    "processes_mentioning",
     "run_seedcast",
     "seedcast_command",
 ]
@@ -45,6 +47,22 @@ def seedcast_command(*args: str, data_dir: Path | None = None) -> list[str]:
     if data_dir is not None:
         command += ["--data", str(data_dir)]
     return command + list(args)
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    """Live processes (not this one) whose command line contains ``marker``: what a test
+    expects to be gone (e.g. everything started in its scratch folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in command and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def run_seedcast(

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from seedcast.launcher.cluster import wait_pids_gone
 from seedcast.launcher.netns import leftovers, prefix_for, sweep
-from seedcast.launcher.state import pid_alive, processes_of, read_state
+from seedcast.launcher.state import processes_of, read_state
 from seedcast.testing.origin import publish_sample
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("netns_ready")]
@@ -147,29 +148,6 @@ def curl_edge(namespace: str) -> str:
     return completed.stdout.strip()
 
 
-def wait_gone(pids: list[int], timeout: float) -> list[int]:
-    """Wait on pidfds (no polling) up to ``timeout``; returns the pids still alive."""
-    import select
-    import time
-
-    descriptors = {}
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            descriptors[os.pidfd_open(pid)] = pid
-    poller = select.poll()
-    for descriptor in descriptors:
-        poller.register(descriptor, select.POLLIN)
-    deadline = time.monotonic() + timeout
-    remaining = dict(descriptors)
-    while remaining and time.monotonic() < deadline:
-        for descriptor, _ in poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
-            poller.unregister(descriptor)
-            remaining.pop(descriptor)
-    for descriptor in descriptors:
-        os.close(descriptor)
-    return [pid for pid in remaining.values() if pid_alive(pid)]
-
-
 def test_netns_cluster_streams_resolves_recovers_and_cleans_up(netns_cluster: Path) -> None:
     config_file = netns_cluster
     run_dir = config_file.parent / "run"
@@ -228,7 +206,7 @@ def test_netns_cluster_streams_resolves_recovers_and_cleans_up(netns_cluster: Pa
     state = read_state(run_dir)
     assert state is not None
     os.kill(state.launcher_pid, signal.SIGKILL)
-    assert wait_gone([state.launcher_pid, *state.pids()], 5.0) == []
+    assert wait_pids_gone([state.launcher_pid, *state.pids()], 5.0) == []
     assert leftovers(prefix)["namespace"]
     again = seedcast("--config", str(config_file), "up", "--detach", "--netns", "--no-publish")
     assert "cleaned up a stale run" in again.stdout
@@ -238,7 +216,7 @@ def test_netns_cluster_streams_resolves_recovers_and_cleans_up(netns_cluster: Pa
     second = read_state(run_dir)
     assert second is not None
     seedcast("--config", str(config_file), "down")
-    assert wait_gone([second.launcher_pid, *second.pids()], 5.0) == []
+    assert wait_pids_gone([second.launcher_pid, *second.pids()], 5.0) == []
     assert processes_of(second.cluster_id) == []
     assert leftovers(prefix) == {
         "namespace": [],
