@@ -9,6 +9,7 @@ table rows (``pytest -s`` shows them): attack, result, RSS before/after, recover
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import subprocess
@@ -151,3 +152,20 @@ def report(attack: str, result: str, before: int, after: int, recovery: float | 
         f"\n| {attack} | {result} | {before / 2**20:.1f} MiB | {after / 2**20:.1f} MiB "
         f"| {recovered} |"
     )
+
+
+def fill(folder: Path, *, leave: int = 0) -> Path:
+    """Fill the file system of ``folder`` to ENOSPC, then free ``leave`` bytes; the filler."""
+    filler = folder / "filler"
+    block = b"\0" * 65536
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                handle.write(block)
+                handle.flush()
+        except OSError:
+            pass
+    # A partial write may have stopped inside a page: sync the size to what is stored.
+    size = filler.stat().st_size
+    os.truncate(filler, max(0, size - leave))
+    return filler

@@ -40,20 +40,3 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield mount
     for point in reversed(mounted):
         subprocess.run(["umount", "-l", str(point)], check=False)
-
-
-def fill(folder: Path, *, leave: int = 0) -> Path:
-    """Fill the file system of ``folder`` to ENOSPC, then free ``leave`` bytes; the filler."""
-    filler = folder / "filler"
-    block = b"\0" * 65536
-    with open(filler, "wb") as handle:
-        try:
-            while True:
-                handle.write(block)
-                handle.flush()
-        except OSError:
-            pass
-    # A partial write may have stopped inside a page: sync the size to what is stored.
-    size = filler.stat().st_size
-    os.truncate(filler, max(0, size - leave))
-    return filler

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import fill
+from adversary import fill
 from seedcast.errors import MediaError
 from seedcast.origin.library import Library, Rendition, VideoEntry
 
