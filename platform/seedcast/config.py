@@ -175,8 +175,10 @@ class DnsConfig:
     health_timeout: float = _duration("1s")
     all_down: str = "origin"
     """What to answer when every edge is down: origin | all-edges | servfail."""
-    rate_limit: float = 0.0
-    """Responses per second per client /24 prefix; 0 = off."""
+    rate_limit: float = 50.0
+    """UDP responses per second per client /24 (IPv6 /56) prefix, also the burst; 0 = off.
+    Bounds what a spoofed flood can reflect at a victim; real resolvers cache (TTL) and
+    retry over TCP, which is never limited."""
     rate_limit_slip: int = 2
     """Every Nth rate-limited UDP response is sent truncated (TC) instead of dropped; 0 = drop all."""
     rate_limit_clients: int = 10000
@@ -189,7 +191,12 @@ class DnsConfig:
     udp_payload: int = 1232
     """Largest UDP response we send to EDNS clients (without EDNS: 512)."""
     tcp_idle_timeout: float = _duration("10s")
+    """A TCP connection must deliver each whole query within this (a byte a second does
+    not extend it)."""
     tcp_max_connections: int = 256
+    """Open DNS-over-TCP connections; when full, the longest idle one is closed for a new one."""
+    tcp_max_connections_per_source: int = 16
+    """Open DNS-over-TCP connections per client address (beyond: its longest idle one goes)."""
     answer_cache: int = 10000
     """Rendered answers kept for reuse (ID and question case are patched per query)."""
 
@@ -215,10 +222,14 @@ class TrackerConfig:
     numwant_default: int = 50
     numwant_max: int = 200
     max_peers_per_torrent: int = 5000
+    """When a swarm is full, a newcomer replaces its oldest peer that announced only once."""
+    max_peers_per_source: int = 16
+    """Entries one IP address may hold in one swarm; a new one replaces its own oldest."""
     max_peers: int = 200_000
     max_torrents: int = 20_000
     trust_ip_param: bool = False
-    """Honour the announce ``ip`` parameter from any client (otherwise loopback clients only)."""
+    """Honour the announce ``ip`` parameter (only behind a proxy you trust; otherwise a peer is
+    listed under its connection's address)."""
     udp: bool = True
     """Also answer BEP 15 UDP announces on the same host:port."""
 
@@ -259,6 +270,25 @@ class PeersConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """Limits of every HTTP server (origin, edges, tracker, agents, /metrics endpoints)."""
+
+    max_connections: int = 1024
+    """Open connections per server; when full, the idle one nearest its deadline is closed
+    for a new one (busy ones never are)."""
+    max_connections_per_source: int = 64
+    """Open connections from one client address; beyond, that address's own idle ones go."""
+    head_timeout: float = _duration("5s")
+    """A new connection's first byte, and a started request head, must arrive within this."""
+    keep_alive_timeout: float = _duration("30s")
+    """An idle connection between requests is closed after this."""
+    send_timeout: float = _duration("60s")
+    """A client that takes no response bytes for this long is dropped."""
+    max_head_size: int = _size("16KiB")
+    """Request line plus headers; larger -> 431 (a longer target alone -> 431 too)."""
+
+
+@dataclass(frozen=True, slots=True)
 class PrometheusConfig:
     enabled: bool = False
     listen: str = _address("127.0.0.1:9090", 9090)
@@ -275,6 +305,7 @@ class ClusterConfig:
     dns: DnsConfig = field(default_factory=DnsConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     peers: PeersConfig = field(default_factory=PeersConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     source: str = field(default="<built-in>", metadata={"internal": True})
     """Where this config came from, for messages."""

@@ -130,7 +130,12 @@ async def serve(
     )
     edge = Edge(settings, store, client, clock=clock)
     StatisticsCollector(registry, edge.metric_families)
-    server = HttpServer(edge.handle, registry=registry, component="edge", limits=limits)
+    server = HttpServer(
+        edge.handle,
+        registry=registry,
+        component="edge",
+        limits=limits or ServerLimits.from_settings(config.http),
+    )
     edge.open_connections = lambda: server.statistics().open_connections
     try:
         async with trio.open_nursery() as nursery:

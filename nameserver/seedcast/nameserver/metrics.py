@@ -28,6 +28,8 @@ class NameServerSnapshot:
     tcp_connections: int
     tcp_connections_total: int
     udp_send_errors: int
+    tcp_evicted: int = 0
+    tcp_refused: int = 0
 
 
 def families(snapshot: NameServerSnapshot) -> Iterable[Metric]:
@@ -129,6 +131,16 @@ def families(snapshot: NameServerSnapshot) -> Iterable[Metric]:
         "seedcast_dns_tcp_connections_accepted",
         "DNS-over-TCP connections accepted",
         value=snapshot.tcp_connections_total,
+    )
+    yield CounterMetricFamily(
+        "seedcast_dns_tcp_connections_evicted",
+        "Idle DNS-over-TCP connections closed to make room for a new one",
+        value=snapshot.tcp_evicted,
+    )
+    yield CounterMetricFamily(
+        "seedcast_dns_tcp_connections_refused",
+        "DNS-over-TCP connections closed at accept (server or source full of busy ones)",
+        value=snapshot.tcp_refused,
     )
     yield CounterMetricFamily(
         "seedcast_dns_udp_send_errors",

@@ -8,9 +8,12 @@ the kernel will not take right now is dropped (UDP may drop; the client
 retries).
 
 TCP (RFC 1035 4.2.2 / RFC 7766): two-byte length framing, any number of
-queries per connection answered in order, an idle timeout between them,
-and a cap on open connections. A silent answer (e.g. a response sent to us)
-closes the connection.
+queries per connection answered in order, and one deadline per query (a
+whole message within ``tcp_idle_timeout``, so trickling bytes buys nothing).
+Open connections are capped in total and per client address; a new
+connection over a cap closes the longest-idle one (of that address, or of
+all), so a client holding sockets open cannot lock others out. A silent
+answer (e.g. a response sent to us) closes the connection.
 
 Metrics and ``/healthz`` are served by :class:`seedcast.http11.HttpServer`
 on ``dns.metrics_listen``.
@@ -55,6 +58,17 @@ def _format(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class _TcpClient:
+    """One DNS-over-TCP connection, for eviction: who, since when idle, how to close it."""
+
+    __slots__ = ("idle_since", "peer", "scope")
+
+    def __init__(self, peer: str, now: float) -> None:
+        self.peer = peer
+        self.idle_since: float | None = now  # None while answering
+        self.scope = trio.CancelScope()
+
+
 class NameServer:
     """One authoritative DNS process: ``await server.serve(task_status=...)``.
 
@@ -81,6 +95,10 @@ class NameServer:
         self.latency = LatencyHistogram()
         self.tcp_connections = 0
         self.tcp_connections_total = 0
+        self.tcp_evicted = 0
+        self.tcp_refused = 0
+        self._tcp_clients: set[_TcpClient] = set()
+        self._tcp_by_source: dict[str, int] = {}
         self.udp_send_errors = 0
         self.internal_errors = 0
         self.addresses: list[str] = []
@@ -107,6 +125,8 @@ class NameServer:
             tcp_connections=self.tcp_connections,
             tcp_connections_total=self.tcp_connections_total,
             udp_send_errors=self.udp_send_errors,
+            tcp_evicted=self.tcp_evicted,
+            tcp_refused=self.tcp_refused,
         )
 
     def status(self) -> dict[str, float | int | str]:
@@ -154,7 +174,7 @@ class NameServer:
         self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve until cancelled. ``task_status.started`` gets [dns address, metrics address]."""
-        from seedcast.http11 import HttpServer, Response, Router
+        from seedcast.http11 import HttpServer, Response, Router, ServerLimits
 
         udp, tcp = self._bind()
         try:
@@ -165,7 +185,12 @@ class NameServer:
                 return Response.text(200, "ok\n")
 
             router.add("GET", "/healthz", healthz)
-            http = HttpServer(router, registry=self.registry, component="dns")
+            http = HttpServer(
+                router,
+                registry=self.registry,
+                component="dns",
+                limits=ServerLimits.from_settings(self.config.http),
+            )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._serve_udp, udp)
                 listener = trio.SocketListener(trio.socket.from_stdlib_socket(tcp))
@@ -275,45 +300,90 @@ class NameServer:
                     raise
                 nursery.start_soon(self._tcp_connection, stream)
 
+    def _admit_tcp(self, peer: str) -> bool:
+        """Make room for a connection from ``peer`` (evicting an idle one); False if none."""
+        settings = self.config.dns
+        if self._tcp_by_source.get(peer, 0) >= settings.tcp_max_connections_per_source:
+            return self._evict_tcp(peer)
+        if self.tcp_connections >= settings.tcp_max_connections:
+            return self._evict_tcp(None)
+        return True
+
+    def _evict_tcp(self, peer: str | None) -> bool:
+        victim: _TcpClient | None = None
+        for client in self._tcp_clients:
+            if client.idle_since is None or client.scope.cancel_called:
+                continue
+            if peer is not None and client.peer != peer:
+                continue
+            if victim is None or client.idle_since < victim.idle_since:  # type: ignore[operator]
+                victim = client
+        if victim is None:
+            return False
+        victim.scope.cancel()
+        self._forget_tcp(victim)
+        self.tcp_evicted += 1
+        return True
+
+    def _forget_tcp(self, client: _TcpClient) -> None:
+        if client not in self._tcp_clients:
+            return
+        self._tcp_clients.discard(client)
+        self.tcp_connections -= 1
+        left = self._tcp_by_source[client.peer] - 1
+        if left:
+            self._tcp_by_source[client.peer] = left
+        else:
+            del self._tcp_by_source[client.peer]
+
     async def _tcp_connection(self, stream: trio.SocketStream) -> None:
         settings = self.config.dns
-        if self.tcp_connections >= settings.tcp_max_connections:
-            await stream.aclose()
-            return
-        self.tcp_connections += 1
-        self.tcp_connections_total += 1
         try:
             peer = stream.socket.getpeername()[0]
         except OSError:
             peer = "?"
+        if not self._admit_tcp(peer):
+            self.tcp_refused += 1
+            await stream.aclose()
+            return
+        client = _TcpClient(peer, trio.current_time())
+        self._tcp_clients.add(client)
+        self._tcp_by_source[peer] = self._tcp_by_source.get(peer, 0) + 1
+        self.tcp_connections += 1
+        self.tcp_connections_total += 1
         buffer = bytearray()
         try:
-            async with stream:
-                while True:
-                    message = None
-                    with trio.move_on_after(settings.tcp_idle_timeout):
-                        message = await self._read_frame(stream, buffer)
-                    if message is None:
-                        return  # idle timeout or EOF
-                    started = time.perf_counter()
-                    try:
-                        reply = self.answerer.answer(
-                            message, peer, Transport.TCP, trio.current_time()
-                        )
-                    except Exception:  # a bug must not take the server down
-                        self._internal_error(peer)
-                        return
-                    self.latency.observe(time.perf_counter() - started)
-                    if reply is None:
-                        return
-                    with trio.move_on_after(settings.tcp_idle_timeout) as scope:
-                        await stream.send_all(struct.pack("!H", len(reply)) + reply)
-                    if scope.cancelled_caught:
-                        return
+            with client.scope:
+                async with stream:
+                    while True:
+                        client.idle_since = trio.current_time()
+                        message = None
+                        with trio.move_on_after(settings.tcp_idle_timeout):
+                            message = await self._read_frame(stream, buffer)
+                        if message is None:
+                            return  # idle timeout or EOF
+                        client.idle_since = None
+                        if not await self._answer_tcp(stream, message, peer):
+                            return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         finally:
-            self.tcp_connections -= 1
+            self._forget_tcp(client)
+
+    async def _answer_tcp(self, stream: trio.SocketStream, message: bytes, peer: str) -> bool:
+        """Answer one query; False when the connection should close."""
+        started = time.perf_counter()
+        try:
+            reply = self.answerer.answer(message, peer, Transport.TCP, trio.current_time())
+        except Exception:  # a bug must not take the server down
+            self._internal_error(peer)
+            return False
+        self.latency.observe(time.perf_counter() - started)
+        if reply is None:
+            return False
+        with trio.move_on_after(self.config.dns.tcp_idle_timeout) as scope:
+            await stream.send_all(struct.pack("!H", len(reply)) + reply)
+        return not scope.cancelled_caught
 
     @staticmethod
     async def _read_frame(stream: trio.SocketStream, buffer: bytearray) -> bytes | None:

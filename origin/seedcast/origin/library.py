@@ -10,12 +10,15 @@ Layout under ``<data_dir>/library``::
     .partial-<id>-<pid>-<tag>/ a publish in progress (never visible as a video)
     .old-<id>-<tag>/           a replaced version, deleted right after the swap
 
-How a change stays atomic: a publish builds everything in a ``.partial-``
-folder inside the library (same file system), then, holding the library lock,
+How a change stays atomic, even on a full disk: a publish builds everything
+in a ``.partial-`` folder inside the library (same file system) and fsyncs
+it; then, holding the library lock, it writes the new ``index.json`` to a
+temp file and fsyncs that too. Only then (nothing left that needs space) it
 moves the current ``<id>`` aside, renames the partial folder into place and
-rewrites ``index.json`` (temp file, fsync, ``os.replace``). The folder rename
-is the commit point: until it happens the library is exactly as it was; a
-failure, Ctrl-C or SIGTERM removes the partial folder. After a SIGKILL the
+``os.replace``-s the index: renames only. If any step fails (ENOSPC, EIO) the
+steps done are undone in reverse, so the library is exactly as it was, and a
+full disk is reported as "disk full". A failure, Ctrl-C or SIGTERM removes
+the partial folder. After a SIGKILL the
 partial folder stays, invisible; the next command that opens the library
 sweeps partial folders of processes that no longer exist and puts back a
 version that was moved aside but never replaced. ``index.json`` is derived
@@ -54,6 +57,9 @@ RESERVED_IDS = frozenset(
 )
 PARTIAL_PREFIX = ".partial-"
 OLD_PREFIX = ".old-"
+TEMP_MARK = ".tmp-"
+DISK_FULL_MARGIN = 64 * 1024
+"""Less free space than this (bytes) makes a failed write read as "disk full"."""
 
 
 def check_video_id(video_id: str) -> str:
@@ -294,6 +300,12 @@ class Library:
                     continue
                 shutil.rmtree(child, ignore_errors=True)
                 actions.append(f"removed unfinished publish {name}")
+            elif name.startswith(".") and TEMP_MARK in name and child.is_file():
+                pid_text = name.rsplit(TEMP_MARK, 1)[1].split("-", 1)[0]
+                if pid_text.isdigit() and _process_alive(int(pid_text)):
+                    continue
+                child.unlink()
+                actions.append(f"removed unfinished write {name}")
             elif name.startswith(OLD_PREFIX):
                 video_id = name[len(OLD_PREFIX) :].rsplit("-", 1)[0]
                 target = self.root / video_id
@@ -333,8 +345,7 @@ class Library:
             return LibraryIndex(videos={}, aliases={})
 
     def _write_index(self, index: LibraryIndex) -> None:
-        data = json.dumps(index.to_json(), indent=2, ensure_ascii=False).encode() + b"\n"
-        _write_atomically(self.index_path, data)
+        _write_atomically(self.index_path, _index_bytes(index))
 
     # --- changing -----------------------------------------------------------------------
 
@@ -361,24 +372,44 @@ class Library:
                 shutil.rmtree(path, ignore_errors=True)
 
     def _commit(self, video_id: str, partial_path: Path, entry: VideoEntry) -> None:
-        _write_atomically(partial_path / ENTRY_NAME, _entry_bytes(entry))
-        _fsync_dir(partial_path)
-        with self.locked():
-            index = self.read_index_or_empty()
-            target = self.root / video_id
-            old: Path | None = None
+        try:
+            _write_atomically(partial_path / ENTRY_NAME, _entry_bytes(entry))
+            _fsync_tree(partial_path)
+            with self.locked():
+                self._switch(video_id, partial_path, entry)
+        except OSError as error:
+            raise disk_error(error, self.root, f"cannot publish {video_id}") from error
+        log.info("published", extra={"fields": {"id": video_id, "bytes": entry.bytes}})
+
+    def _switch(self, video_id: str, partial_path: Path, entry: VideoEntry) -> None:
+        """Swap ``partial_path`` in as ``video_id`` and update the index, or change nothing."""
+        index = self.read_index_or_empty()
+        videos = dict(index.videos)
+        videos[video_id] = entry
+        aliases = {alias: new for alias, new in index.aliases.items() if alias != video_id}
+        new_index = _index_bytes(LibraryIndex(videos=videos, aliases=aliases))
+        staged = _stage(self.index_path, new_index)  # the last write that needs space
+        target = self.root / video_id
+        old: Path | None = None
+        undo: list[tuple[Path, Path]] = []
+        try:
             if target.exists():
                 old = self.root / f"{OLD_PREFIX}{video_id}-{secrets.token_hex(4)}"
                 os.rename(target, old)
-            os.rename(partial_path, target)  # the commit point
-            _fsync_dir(self.root)
-            videos = dict(index.videos)
-            videos[video_id] = entry
-            aliases = {alias: new for alias, new in index.aliases.items() if alias != video_id}
-            self._write_index(LibraryIndex(videos=videos, aliases=aliases))
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        log.info("published", extra={"fields": {"id": video_id, "bytes": entry.bytes}})
+                undo.append((old, target))
+            os.rename(partial_path, target)
+            undo.append((target, partial_path))
+            os.replace(staged, self.index_path)  # the commit point
+        except BaseException:
+            for done, back in reversed(undo):
+                with contextlib.suppress(OSError):
+                    os.rename(done, back)
+            with contextlib.suppress(OSError):
+                staged.unlink()
+            raise
+        _fsync_dir(self.root)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
     def remove(self, video_id: str) -> None:
         """Delete a video (and aliases that point at it). Raises UsageError if unknown."""
@@ -452,18 +483,61 @@ def _entry_bytes(entry: VideoEntry) -> bytes:
     return json.dumps(entry.to_json(), indent=2, ensure_ascii=False).encode() + b"\n"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+def _index_bytes(index: LibraryIndex) -> bytes:
+    return json.dumps(index.to_json(), indent=2, ensure_ascii=False).encode() + b"\n"
+
+
+def _stage(path: Path, data: bytes) -> Path:
+    """``data`` in a fsynced temp file next to ``path`` (removed on failure); returns it."""
+    temporary = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
     try:
         with open(temporary, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    return temporary
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = _stage(path, data)
+    try:
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+
+
+def disk_error(error: OSError, where: Path, doing: str) -> MediaError | OSError:
+    """ENOSPC/EDQUOT as a one-line "disk full" MediaError; other errors unchanged."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT) or disk_full(where):
+        return MediaError(f"{doing}: disk full in {where} (free some space and try again)")
+    return error
+
+
+def disk_full(where: Path) -> bool:
+    """True when the file system holding ``where`` has (almost) no space left."""
+    try:
+        stats = os.statvfs(where)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < DISK_FULL_MARGIN
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of ``folder`` (ffmpeg doesn't) and the folder itself to disk."""
+    for path in folder.iterdir():
+        if path.is_file():
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+    _fsync_dir(folder)
 
 
 def _fsync_dir(path: Path) -> None:

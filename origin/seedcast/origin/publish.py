@@ -14,12 +14,15 @@
 4. finish the MPD (frameRate per representation, title), write
    ``<id>.torrent`` over the MPD and every segment, and commit the folder.
 
-Any failure or interrupt before the commit leaves the library as it was.
+Any failure or interrupt before the commit leaves the library as it was; the
+commit itself changes everything or nothing (:mod:`seedcast.origin.library`),
+and a full disk is reported as "disk full", whatever step ran out of space.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import secrets
 import time
@@ -31,7 +34,14 @@ from typing import Protocol
 from seedcast.errors import MediaError
 from seedcast.origin.encoder import probe_file, run_ffmpeg
 from seedcast.origin.ladder import MANIFEST_NAME, EncodePlan, Rung, build_command, plan_encode
-from seedcast.origin.library import Library, Rendition, VideoEntry, check_video_id
+from seedcast.origin.library import (
+    Library,
+    Rendition,
+    VideoEntry,
+    check_video_id,
+    disk_error,
+    disk_full,
+)
 from seedcast.origin.manifest import Manifest, finish_manifest, read_manifest
 from seedcast.origin.probe import MediaInfo
 from seedcast.origin.progress import ProgressUpdate
@@ -100,55 +110,70 @@ def publish(
         reporter.planned(info, plan)
     version = secrets.token_hex(4)
     with library.publishing(options.video_id) as partial:
-        command = build_command(
-            plan,
-            source,
-            partial.path,
-            ffmpeg_binary=options.ffmpeg_binary,
-            version=version,
-            preset=options.preset,
-            threads=options.threads,
-        )
-        on_progress: Callable[[ProgressUpdate], None] | None = None
-        if reporter is not None:
-
-            def on_progress(update: ProgressUpdate) -> None:
-                reporter.encoding(update, info.duration)
-
-        lap("prepare")
-        run_ffmpeg(command, on_progress=on_progress, what=f"encoding {source.name}")
-        lap("encode")
-        manifest_path = partial.path / MANIFEST_NAME
         try:
-            raw_manifest = manifest_path.read_bytes()
-        except FileNotFoundError:
-            raise MediaError(f"{source}: ffmpeg wrote no manifest (is the input empty?)") from None
-        manifest = read_manifest(raw_manifest)
-        check_output(manifest, partial.path, source=source, probed_duration=info.duration)
-        lap("check")
-        title = options.title or source.stem
-        manifest_path.write_bytes(finish_manifest(raw_manifest, title=title))
-        torrent_name, info_hash = torrent_for_folder(
-            partial.path,
-            options.video_id,
-            manifest,
-            announce=options.announce,
-            progress=(lambda done, total: reporter.hashing(done, total)) if reporter else None,
-        )
-        entry = make_entry(
-            options.video_id,
-            title,
-            manifest,
-            partial.path,
-            plan,
-            torrent=torrent_name,
-            info_hash=info_hash,
-            source=source.name,
-            version=version,
-        )
-        lap("torrent")
-        partial.commit(entry)
-        lap("commit")
+            command = build_command(
+                plan,
+                source,
+                partial.path,
+                ffmpeg_binary=options.ffmpeg_binary,
+                version=version,
+                preset=options.preset,
+                threads=options.threads,
+            )
+            on_progress: Callable[[ProgressUpdate], None] | None = None
+            if reporter is not None:
+
+                def on_progress(update: ProgressUpdate) -> None:
+                    reporter.encoding(update, info.duration)
+
+            lap("prepare")
+            run_ffmpeg(command, on_progress=on_progress, what=f"encoding {source.name}")
+            lap("encode")
+            manifest_path = partial.path / MANIFEST_NAME
+            try:
+                raw_manifest = manifest_path.read_bytes()
+            except FileNotFoundError:
+                raise MediaError(
+                    f"{source}: ffmpeg wrote no manifest (is the input empty?)"
+                ) from None
+            manifest = read_manifest(raw_manifest)
+            check_output(manifest, partial.path, source=source, probed_duration=info.duration)
+            lap("check")
+            title = options.title or source.stem
+            manifest_path.write_bytes(finish_manifest(raw_manifest, title=title))
+            torrent_name, info_hash = torrent_for_folder(
+                partial.path,
+                options.video_id,
+                manifest,
+                announce=options.announce,
+                progress=(lambda done, total: reporter.hashing(done, total)) if reporter else None,
+            )
+            entry = make_entry(
+                options.video_id,
+                title,
+                manifest,
+                partial.path,
+                plan,
+                torrent=torrent_name,
+                info_hash=info_hash,
+                source=source.name,
+                version=version,
+            )
+            lap("torrent")
+            partial.commit(entry)
+            lap("commit")
+        except OSError as error:
+            raise disk_error(error, library.root, f"publishing {options.video_id}") from error
+        except MediaError as error:
+            # A full disk shows up as ffmpeg failing or a truncated manifest ("not XML"):
+            # say what happened (checked before the partial folder is removed).
+            if disk_full(partial.path):
+                raise disk_error(
+                    OSError(errno.ENOSPC, "disk full"),
+                    library.root,
+                    f"publishing {options.video_id}",
+                ) from error
+            raise
     return entry
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 from seedcast.config import ClusterConfig
-from seedcast.http11 import HttpServer
+from seedcast.http11 import HttpServer, ServerLimits
 from seedcast.origin.app import INDEX_RECHECK_SECONDS, OriginApp, OriginStatistics
 from seedcast.origin.library import Library
 from seedcast.origin.pages import find_dashjs
@@ -121,6 +121,7 @@ def build_origin(
         registry=registry,
         component="origin",
         upload_limit=TokenBucket(upload) if upload > 0 else None,
+        limits=ServerLimits.from_settings(config.http),
     )
     return app, server
 

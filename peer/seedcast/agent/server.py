@@ -724,6 +724,10 @@ class Agent:
     # -- HTTP ---------------------------------------------------------------------------
 
     async def _handle(self, request: Request) -> Response:
+        if not request.target.startswith("/"):
+            # absolute-form/asterisk-form: the agent is no proxy, and relaying the
+            # raw target upstream would fail (was a 500 and an ERROR line each)
+            return self.error(400, "request target must be a path (origin-form)")
         response = await self.router(request)
         if SERVED_BY not in response.headers:
             response.headers.set(SERVED_BY, self.settings.name)

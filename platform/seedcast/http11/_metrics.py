@@ -10,6 +10,8 @@ into metric families when Prometheus asks, so metrics cost nothing per request:
 - ``seedcast_<component>_http_connections_total``
 - ``seedcast_<component>_http_bad_requests_total{reason}``
 - ``seedcast_<component>_http_aborted_responses_total``
+- ``seedcast_<component>_http_evicted_connections_total{reason}`` (``full``,
+  ``per_source``) and ``seedcast_<component>_http_refused_connections_total``
 - ``seedcast_<component>_http_response_body_bytes_total``
 """
 
@@ -67,6 +69,19 @@ def server_metrics(prefix: str, server: HttpServer) -> Iterable[Metric]:
         f"{prefix}_http_aborted_responses",
         "Responses cut short (client vanished or stalled)",
         value=stats.aborted_responses,
+    )
+    evicted = CounterMetricFamily(
+        f"{prefix}_http_evicted_connections",
+        "Idle connections closed to make room (server full, or the source at its cap)",
+        labels=["reason"],
+    )
+    for reason, count in sorted(stats.evicted_connections.items()):
+        evicted.add_metric([reason], count)
+    yield evicted
+    yield CounterMetricFamily(
+        f"{prefix}_http_refused_connections",
+        "Connections closed at accept: their source already held its cap of busy ones",
+        value=stats.refused_connections,
     )
     yield CounterMetricFamily(
         f"{prefix}_http_response_body_bytes",

@@ -103,23 +103,41 @@ class ServerLimits:
     - ``body_timeout``: longest wait for the next bytes of a request body.
     - ``send_timeout``: longest wait for the client to accept more response bytes.
     - ``max_body_size``: default bound of ``await request.body()`` (-> 413).
-    - ``max_connections``: concurrent connections; beyond it the server stops
-      accepting (clients wait in the listen backlog) until one closes.
+    - ``max_connections``: concurrent connections. When full, a new connection
+      evicts the least useful one (idle or still sending its head, the one
+      closest to its deadline first); only when every connection is busy does
+      the server stop accepting (clients wait in the listen backlog).
+    - ``max_connections_per_source``: concurrent connections from one client
+      address; beyond it the same eviction runs among that address's own
+      connections, else the new one is closed at once. One client re-opening
+      sockets can then hold at most this many slots.
     - ``shutdown_grace``: default deadline of :meth:`HttpServer.shutdown`.
     - ``linger_timeout``: after an error response, how long to read and discard
       what the client still sends before closing (so it gets the response, not a reset).
     """
 
     max_head_size: int = 16 * KiB
-    head_timeout: float = 10.0
+    head_timeout: float = 5.0
     keep_alive_timeout: float = 30.0
     body_timeout: float = 30.0
     send_timeout: float = 60.0
     max_body_size: int = 16 * MiB
     max_connections: int = 1024
+    max_connections_per_source: int = 64
     shutdown_grace: float = 10.0
     linger_timeout: float = 2.0
     backlog: int = 1024
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> ServerLimits:
+        """Limits from a config section (``config.http``): its fields named like ours."""
+        values = {
+            name: getattr(settings, name)
+            for name in cls.__dataclass_fields__
+            if hasattr(settings, name)
+        }
+        values.update(overrides)
+        return cls(**values)
 
     def __post_init__(self) -> None:
         for name in (
@@ -132,8 +150,10 @@ class ServerLimits:
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ServerLimits.{name} must be > 0")
-        if self.max_connections < 1 or self.max_head_size < 256:
-            raise ValueError("ServerLimits: max_connections >= 1 and max_head_size >= 256")
+        if self.max_connections < 1 or self.max_connections_per_source < 1:
+            raise ValueError("ServerLimits: max_connections and max_connections_per_source >= 1")
+        if self.max_head_size < 256:
+            raise ValueError("ServerLimits: max_head_size >= 256")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +166,8 @@ class ServerStatistics:
     requests: dict[tuple[str, int], int]  # (method, status) -> count
     bad_requests: dict[str, int]  # reason -> count
     aborted_responses: int  # client vanished or timed out while we were sending
+    evicted_connections: dict[str, int]  # why ("full", "per_source") -> count
+    refused_connections: int  # closed at accept: the source had its cap of busy connections
     response_body_bytes: int
     duration_buckets: tuple[float, ...]
     duration_counts: tuple[int, ...]  # per bucket, not cumulative; last = +Inf
@@ -176,6 +198,8 @@ class _Counters:
     requests: dict[tuple[str, int], int] = field(default_factory=dict)
     bad_requests: dict[str, int] = field(default_factory=dict)
     aborted_responses: int = 0
+    evicted_connections: dict[str, int] = field(default_factory=dict)
+    refused_connections: int = 0
     response_body_bytes: int = 0
     duration_counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
     duration_sum: float = 0.0
@@ -222,7 +246,11 @@ class HttpServer:
         self._counters = _Counters()
         self._connections: set[_Connection] = set()
         self._listeners: list[socket.socket] = []
-        self._slots = trio.Semaphore(self.limits.max_connections)
+        # Slots held, total and per client address; an evicted connection gives
+        # its slot back at once (its task ends at its next checkpoint).
+        self._held = 0
+        self._held_by_source: dict[str, int] = {}
+        self._slot_freed = trio.Event()
         self._closing = False
         self._shutdown_started = trio.Event()
         self._connections_done = trio.Event()
@@ -324,6 +352,8 @@ class HttpServer:
             requests=dict(counters.requests),
             bad_requests=dict(counters.bad_requests),
             aborted_responses=counters.aborted_responses,
+            evicted_connections=dict(counters.evicted_connections),
+            refused_connections=counters.refused_connections,
             response_body_bytes=counters.response_body_bytes,
             duration_buckets=DURATION_BUCKETS,
             duration_counts=tuple(counters.duration_counts),
@@ -361,47 +391,107 @@ class HttpServer:
             await self._connections_done.wait()
 
     async def _accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
-        slots = self._slots
+        limits = self.limits
         while True:
-            await slots.acquire()
+            # Full of busy connections: leave new clients in the backlog until one closes.
+            while self._held >= limits.max_connections and self._victim(None) is None:
+                await self._wait_slot()
             try:
-                while True:
-                    try:
-                        connection_socket, peer = listener.accept()
-                        break
-                    except BlockingIOError:
-                        await wait_readable(listener)
-                    except OSError as error:
-                        if error.errno == errno.EBADF or listener.fileno() < 0:
-                            raise trio.ClosedResourceError from None
-                        if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                            log.warning("accept failed (%s); pausing 100 ms", error)
-                            await trio.sleep(0.1)
-                        # ECONNABORTED and friends: that client is gone; next.
+                connection_socket, peer = await self._accept(listener)
             except trio.ClosedResourceError:
-                slots.release()
                 return
-            except BaseException:
-                slots.release()
-                raise
+            # Full: an idle connection makes room (or, all busy now, wait for one).
+            while self._held >= limits.max_connections and not self._evict(None, "full"):
+                await self._wait_slot()
+            source = str(peer[0])
+            held = self._held_by_source.get(source, 0)
+            if held >= limits.max_connections_per_source and not self._evict(source, "per_source"):
+                self._counters.refused_connections += 1
+                connection_socket.close()
+                continue
+            self._held += 1
+            self._held_by_source[source] = self._held_by_source.get(source, 0) + 1
             connection_socket.setblocking(False)
             try:
                 connection_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            nursery.start_soon(self._run_connection, connection_socket, peer)
+            # Registered now, not when its task first runs: a burst of accepts must
+            # see the connections before it as eviction candidates.
+            connection = _Connection(self, connection_socket, _address(peer))
+            self._connections.add(connection)
+            self._counters.connections_total += 1
+            nursery.start_soon(self._run_connection, connection)
 
-    async def _run_connection(self, connection_socket: socket.socket, peer: Any) -> None:
-        connection = _Connection(self, connection_socket, _address(peer))
-        self._connections.add(connection)
-        self._counters.connections_total += 1
+    @staticmethod
+    async def _accept(listener: socket.socket) -> tuple[socket.socket, Any]:
+        while True:
+            try:
+                return listener.accept()
+            except BlockingIOError:
+                await wait_readable(listener)
+            except OSError as error:
+                if error.errno == errno.EBADF or listener.fileno() < 0:
+                    raise trio.ClosedResourceError from None
+                if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("accept failed (%s); pausing 100 ms", error)
+                    await trio.sleep(0.1)
+                # ECONNABORTED and friends: that client is gone; next.
+
+    async def _wait_slot(self) -> None:
+        if self._slot_freed.is_set():
+            self._slot_freed = trio.Event()
+        await self._slot_freed.wait()
+
+    def _victim(self, source: str | None) -> _Connection | None:
+        """The least useful connection (of ``source``, or any), None if all are busy.
+
+        Candidates wait for a request (idle keep-alive, or a new connection that
+        hasn't sent a byte) or are still sending a head: the one nearest its
+        deadline goes, which puts silent new connections and the longest idle first.
+        """
+        victim: _Connection | None = None
+        for connection in self._connections:
+            if (
+                connection.phase <= _Phase.HEAD
+                and not connection.evicted
+                and (source is None or connection.client[0] == source)
+                and (victim is None or connection.deadline < victim.deadline)
+            ):
+                victim = connection
+        return victim
+
+    def _evict(self, source: str | None, why: str) -> bool:
+        """Close :meth:`_victim`'s pick and free its slot at once; False if there is none."""
+        victim = self._victim(source)
+        if victim is None:
+            return False
+        victim.evicted = True
+        victim.scope.cancel()
+        self._release(victim.client[0])
+        evicted = self._counters.evicted_connections
+        evicted[why] = evicted.get(why, 0) + 1
+        return True
+
+    def _release(self, source: str) -> None:
+        self._held -= 1
+        left = self._held_by_source[source] - 1
+        if left:
+            self._held_by_source[source] = left
+        else:
+            del self._held_by_source[source]
+        self._slot_freed.set()
+
+    async def _run_connection(self, connection: _Connection) -> None:
         try:
-            await connection.run()
+            if not connection.scope.cancel_called:  # evicted before it ever ran
+                await connection.run()
         finally:
             self._connections.discard(connection)
-            notify_closing(connection_socket)
-            connection_socket.close()
-            self._slots.release()
+            notify_closing(connection.sock)
+            connection.sock.close()
+            if not connection.evicted:
+                self._release(connection.client[0])
             if self._closing and not self._connections:
                 self._connections_done.set()
 
@@ -465,6 +555,7 @@ class _Connection:
         "_yield_credit",
         "client",
         "deadline",
+        "evicted",
         "expired_in",
         "fd",
         "local",
@@ -489,6 +580,7 @@ class _Connection:
         self.phase = _Phase.IDLE
         self.deadline = trio.current_time() + server.limits.head_timeout
         self.expired_in: _Phase | None = None
+        self.evicted = False  # closed by HttpServer._evict to make room
         self.responded = False  # a response is under way (head sent, body not finished)
         self._request_done = True  # the current request's body was fully read
         self._continue_pending = False
@@ -530,6 +622,8 @@ class _Connection:
                 if not parser.in_head and self.phase != _Phase.IDLE:
                     self.phase = _Phase.IDLE
                     self.deadline = trio.current_time() + limits.keep_alive_timeout
+                    if server._held >= limits.max_connections:
+                        server._slot_freed.set()  # full: an accept may now evict us
                 data = await self._receive(yield_first)
                 yield_first = False
                 parser.receive_data(data)

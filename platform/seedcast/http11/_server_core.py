@@ -9,8 +9,8 @@ then :class:`Data` chunks of the body (already de-chunked), then
 behind each other (bounded by what one ``receive_data`` call carries, since the
 shell feeds more only when the queue is empty). Whatever the peer sends, the
 parser either yields events or raises :class:`RemoteProtocolError` whose
-``status_hint``/``reason`` say how to answer (400 malformed, 431 head too large,
-501 unknown method, 505 bad version), after every event that came before the
+``status_hint``/``reason`` say how to answer (400 malformed, 414 target too long,
+431 head too large, 501 unknown method, 505 bad version), after every event that came before the
 fault. It never touches a socket or a clock: timeouts live in the shell.
 
 :func:`frame_response` decides, as a pure function, how a response goes on
@@ -38,7 +38,8 @@ DEFAULT_MAX_HEAD_SIZE = 16 * KiB
 
 # Methods we implement (RFC 9110 + PATCH). Anything else is 501, including
 # CONNECT and TRACE (no proxy tunnels, no echo) and the WebDAV family llhttp knows.
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+# PURGE is the de-facto cache invalidation method (Varnish, nginx, Fastly); the edge takes it.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "PURGE"})
 _METHOD_NAMES = {method.encode("ascii"): method for method in KNOWN_METHODS}
 
 
@@ -74,6 +75,9 @@ CONNECTION_CLOSED = _Marker.CONNECTION_CLOSED
 Event = RequestHead | Data | _Marker
 
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +[^ \r\n]+ +HTTP/[0-9]+\.[0-9]+\r?\n")
+# What an unfinished request line of an unknown method can look like so far; anything
+# else (a TLS hello, binary junk) is a 400 at once instead of waiting for a line end.
+_METHOD_SO_FAR = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]*(?: [^\r\n]*)?")
 _REQUEST_LINE_ANYWHERE = re.compile(
     rb"(?:^|\n)([!#$%&'*+.^_`|~0-9A-Za-z-]+) +[^ \r\n]+ +HTTP/[0-9]+\.[0-9]+\r?\n"
 )
@@ -85,6 +89,16 @@ class _Abort(Exception):
     def __init__(self, error: RemoteProtocolError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _transfer_coding_fault(value: bytes) -> RemoteProtocolError | None:
+    """RFC 9112 6.3: a request whose final coding isn't chunked is 400; other codings 501."""
+    codings = [coding.strip().lower() for coding in value.split(b",")]
+    if codings[-1] != b"chunked":
+        return _bad("Transfer-Encoding must end with chunked", 400, "bad_framing")
+    if len(codings) > 1:
+        return _bad("only the chunked transfer coding is implemented", 501, "transfer_coding")
+    return None
 
 
 def _bad(message: str, status: int = 400, reason: str = "malformed") -> RemoteProtocolError:
@@ -105,6 +119,7 @@ class RequestParser:
         "_events",
         "_expect",
         "_fed_in_head",
+        "_framing_fault",
         "_head_size",
         "_headers",
         "_heads_done",
@@ -135,6 +150,7 @@ class RequestParser:
         self._fed_in_head = 0
         self._heads_done = 0
         self._expect = False
+        self._framing_fault: RemoteProtocolError | None = None
         self._in_body = False
         self.in_head = False
         self.reusable = True
@@ -146,12 +162,15 @@ class RequestParser:
         self._headers = []
         self._head_size = 0
         self._expect = False
+        self._framing_fault = None
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
         self._head_size += len(url)
         if self._head_size > self.max_head_size:
-            raise _Abort(self._too_large())
+            raise _Abort(
+                _bad(f"request target exceeds {self.max_head_size} bytes", 414, "target_too_long")
+            )
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.in_head:
@@ -162,6 +181,16 @@ class RequestParser:
             raise _Abort(self._too_large())
         if len(name) == 6 and name.lower() == b"expect":
             self._expect = value.strip().lower() == b"100-continue"
+        elif not value.isascii() and self._framing_fault is None:
+            # obs-text: legal once, but nothing we serve needs it and forwarding it
+            # breaks upstream requests; refuse here rather than 502 later.
+            self._framing_fault = _bad(
+                f"non-ASCII byte in header field {name.decode('latin-1')!r}", 400, "bad_header"
+            )
+        elif (
+            len(name) == 17 and name.lower() == b"transfer-encoding" and self._framing_fault is None
+        ):
+            self._framing_fault = _transfer_coding_fault(value)
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -174,6 +203,15 @@ class RequestParser:
         method = _METHOD_NAMES.get(raw_method) or raw_method.decode("ascii", "replace")
         if method not in self._methods:
             raise _Abort(_bad(f"method {method} is not implemented", 501, "method"))
+        if self._framing_fault is not None:
+            raise _Abort(self._framing_fault)
+        if version == "1.1":
+            hosts = sum(
+                1 for name, _ in self._headers if len(name) == 4 and name.lower() == b"host"
+            )
+            if hosts != 1:  # RFC 9112 3.2: exactly one Host in HTTP/1.1
+                message = "HTTP/1.1 request without Host" if not hosts else "more than one Host"
+                raise _Abort(_bad(message, 400, "bad_host"))
         url = self._url[0] if len(self._url) == 1 else b"".join(self._url)
         self._events.append(
             RequestHead(
@@ -312,8 +350,12 @@ class RequestParser:
         assert self._bad_line is not None
         self._bad_line += data[: self.max_head_size + 1]
         line_end = self._bad_line.find(b"\n")
-        if line_end < 0 and len(self._bad_line) <= self.max_head_size:
-            return  # wait for the rest of the line
+        if (
+            line_end < 0
+            and len(self._bad_line) <= self.max_head_size
+            and _METHOD_SO_FAR.fullmatch(self._bad_line)
+        ):
+            return  # it may still be a well-formed line of an unknown method: wait for its end
         match = _REQUEST_LINE.match(bytes(self._bad_line[: line_end + 1]))
         if match and line_end >= 0:
             method = match.group(1).decode("ascii")

@@ -29,6 +29,23 @@ STATE_FORMAT = 1
 CLUSTER_ID_ENV = "SEEDCAST_CLUSTER_ID"
 
 
+def secure_run_dir(run_dir: Path) -> None:
+    """Make ``run_dir`` (and its logs folder) owner-only: folders 0700, files 0600.
+
+    Run files hold secrets (``cluster.toml`` carries the edge admin token) and the
+    control socket drives the cluster. The umask is set too, so everything this process
+    and the children it starts create afterwards (state, logs, sockets) is owner-only.
+    Files left by an earlier run are tightened as well.
+    """
+    os.umask(0o077)
+    for folder in (run_dir, run_dir / "logs"):
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+        for entry in folder.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                os.chmod(entry, 0o600)
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterState:
     cluster: str

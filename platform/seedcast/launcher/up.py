@@ -31,7 +31,7 @@ from seedcast.launcher.cluster import absolute_dirs, clean_stale, command_hint
 from seedcast.launcher.demo import run_demo
 from seedcast.launcher.output import ColourLines, LauncherLogHandler
 from seedcast.launcher.plan import ClusterPlan, plan_cluster, prometheus_binary
-from seedcast.launcher.state import CLUSTER_ID_ENV, is_launcher, read_state
+from seedcast.launcher.state import CLUSTER_ID_ENV, is_launcher, read_state, secure_run_dir
 from seedcast.launcher.supervisor import Supervisor
 from seedcast.logs import setup_logging
 from seedcast.origin.library import Library
@@ -109,6 +109,7 @@ def prepare_config(args: argparse.Namespace, config: ClusterConfig) -> ClusterCo
 
 def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
     config = prepare_config(args, config)
+    secure_run_dir(config.run_dir)
     if getattr(args, "demo", False):
         return run_demo(args, config)
     run_dir = config.run_dir

@@ -48,6 +48,8 @@ def example_mapping(**dns_overrides: Any) -> dict[str, Any]:
             {"name": "many.kingcdn.test", "policy": "round-robin", "answers": 3, "ttl": 5},
         ],
         "health_interval": 0,
+        # Tests play many clients from one address; RRL (on by default) is tested on its own.
+        "rate_limit": 0.0,
     }
     dns.update(dns_overrides)
     return {

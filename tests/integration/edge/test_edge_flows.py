@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -113,7 +114,11 @@ async def test_200_concurrent_misses_make_one_upstream_request(
     body = bytes(range(256)) * (4 * KiB)  # 1 MiB
     release = trio.Event()
     origin.resources[TARGET] = Resource(body, hold_body_after=64 * KiB, release_body=release)
-    edge = await start_edge(nursery, config, clock, origin=origin.url)
+    # 200 viewers from one address: over the default per-source connection cap (64)
+    http = dataclasses.replace(config.http, max_connections_per_source=256)
+    edge = await start_edge(
+        nursery, dataclasses.replace(config, http=http), clock, origin=origin.url
+    )
     viewers = 200
     first_bytes_seen = 0
     all_started = trio.Event()

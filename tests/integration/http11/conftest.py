@@ -26,8 +26,15 @@ async def start_server(nursery: trio.Nursery) -> Start:
 async def connect() -> Any:
     clients: list[RawClient] = []
 
-    async def open_client(address: tuple[str, int]) -> RawClient:
-        stream = await trio.open_tcp_stream(*address)
+    async def open_client(address: tuple[str, int], source: str | None = None) -> RawClient:
+        """A raw client; ``source`` binds it to that loopback address first."""
+        if source is None:
+            stream = await trio.open_tcp_stream(*address)
+        else:
+            sock = trio.socket.socket()
+            await sock.bind((source, 0))
+            await sock.connect(address)
+            stream = trio.SocketStream(sock)
         client = RawClient(stream)
         clients.append(client)
         return client

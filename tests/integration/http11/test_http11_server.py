@@ -251,7 +251,9 @@ async def test_upload_limit_is_charged_for_every_body_byte(
     router.add("GET", "/file", file)
     _, address = await start_server(router, upload_limit=Recorder())
     client: RawClient = await connect(address)
-    await client.send(GET + b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\nGET /file HTTP/1.1\r\n\r\n")
+    await client.send(
+        GET + b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\nGET /file HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
     sizes = [len((await client.response()).body) for _ in range(3)]
     assert sizes == [len(b"hello /hello"), len(b"part0;part1;part2;"), 200_000]
     assert sum(charged) == sum(sizes)
@@ -320,7 +322,7 @@ async def test_handler_errors_become_500_and_the_server_lives_on(
         (b"GET / HTTP/1.1\r\nNo-Colon\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\n" + b"X-Big: " + b"v" * 20000 + b"\r\n\r\n", 431),
-        (b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n\r\n", 431),
+        (b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n\r\n", 414),
     ],
 )
 async def test_bad_requests_get_their_status_and_close(
@@ -397,20 +399,104 @@ async def test_silent_new_connection_is_closed_without_a_response(
     assert await client.read_to_eof() == b""
 
 
-async def test_connection_cap_makes_new_clients_wait(start_server: Start, connect: Any) -> None:
+def _blocking_router() -> tuple[Router, trio.Event, list[int]]:
+    """/wait handlers park until the event is set; ``entered`` counts them."""
+    release = trio.Event()
+    entered: list[int] = []
+    router = echo_router()
+
+    async def wait(request: Request) -> Response:
+        entered.append(1)
+        await release.wait()
+        return Response.text(200, "released")
+
+    router.add("GET", "/wait", wait)
+    return router, release, entered
+
+
+WAIT = b"GET /wait HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+async def test_full_server_evicts_the_idle_connection_nearest_its_deadline(
+    start_server: Start, connect: Any
+) -> None:
     server, address = await start_server(echo_router(), limits=ServerLimits(max_connections=2))
     first: RawClient = await connect(address)
     second: RawClient = await connect(address)
-    for client in (first, second):
+    for client in (first, second):  # first goes idle first: nearest its keep-alive deadline
         await client.send(GET)
         assert (await client.response()).status == 200
+    third: RawClient = await connect(address)
+    await third.send(GET)
+    assert (await third.response()).status == 200
+    assert await first.closed_by_server()
+    await second.send(GET)
+    assert (await second.response()).status == 200
+    statistics = server.statistics()
+    assert statistics.evicted_connections == {"full": 1}
+    assert statistics.open_connections == 2
+
+
+async def test_busy_connections_are_never_evicted_new_clients_wait(
+    start_server: Start, connect: Any
+) -> None:
+    router, release, entered = _blocking_router()
+    server, address = await start_server(router, limits=ServerLimits(max_connections=2))
+    busy = [await connect(address), await connect(address)]
+    for client in busy:
+        await client.send(WAIT)
     third: RawClient = await connect(address)  # accepted by the kernel, not by the server
     await third.send(GET)
     await trio.testing.wait_all_tasks_blocked()
+    assert len(entered) == 2
     assert server.statistics().open_connections == 2
-    await first.aclose()
+    release.set()
+    for client in busy:
+        assert (await client.response()).body == b"released"
     assert (await third.response()).status == 200
-    assert server.statistics().connections_total == 3
+    assert server.statistics().evicted_connections == {"full": 1}  # an idle one made room
+
+
+async def test_one_source_cannot_take_every_slot(start_server: Start, connect: Any) -> None:
+    router, release, _ = _blocking_router()
+    limits = ServerLimits(max_connections=8, max_connections_per_source=2)
+    server, address = await start_server(router, limits=limits)
+    hog = [await connect(address, "127.0.0.2") for _ in range(2)]
+    for client in hog:
+        await client.send(WAIT)
+    extra = await connect(address, "127.0.0.2")  # a third, all busy: closed at once
+    assert await extra.closed_by_server()
+    other = await connect(address, "127.0.0.3")  # another source is still served
+    await other.send(GET)
+    assert (await other.response()).status == 200
+    assert server.statistics().refused_connections == 1
+    release.set()
+    for client in hog:
+        assert (await client.response()).status == 200
+    # Now idle: a new connection of the same source replaces its oldest one.
+    again = await connect(address, "127.0.0.2")
+    await again.send(GET)
+    assert (await again.response()).status == 200
+    statistics = server.statistics()
+    assert statistics.evicted_connections == {"per_source": 1}
+    assert statistics.open_connections == 3  # two of 127.0.0.2, one of 127.0.0.3
+
+
+async def test_silent_connections_flood_does_not_lock_out_clients(
+    start_server: Start, connect: Any
+) -> None:
+    server, address = await start_server(echo_router(), limits=ServerLimits(max_connections=16))
+    silent = [await connect(address) for _ in range(64)]  # never send a byte
+    client: RawClient = await connect(address)
+    await client.send(GET)
+    assert (await client.response()).status == 200
+    statistics = server.statistics()
+    assert statistics.open_connections <= 16
+    assert statistics.evicted_connections["full"] >= 64 - 16
+    closed = 0
+    for sock in silent:
+        closed += await sock.closed_by_server()
+    assert closed >= 64 - 16 + 1
 
 
 async def test_client_vanishing_mid_body_leaves_the_server_healthy(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import struct
 
+import dns.asyncquery
 import dns.asyncresolver
 import dns.edns
 import dns.flags
@@ -183,3 +184,61 @@ async def test_status_figures(running: Running) -> None:
     health = await running.server.control_health({})
     assert health["edge-1"] == {"state": "unknown", "load": 7.0}
     assert (await running.server.control_set_load({"edge": "nope"}))["ok"] is False
+
+
+async def _idle_tcp(running: Running, source: str) -> trio.SocketStream:
+    sock = trio.socket.socket()
+    await sock.bind((source, 0))
+    await sock.connect((running.host, running.port))
+    return trio.SocketStream(sock)
+
+
+async def _closed_by_server(stream: trio.SocketStream) -> bool:
+    with trio.fail_after(5):
+        try:
+            return await stream.receive_some(1) == b""
+        except trio.BrokenResourceError:
+            return True
+
+
+async def test_tcp_sockets_held_open_cannot_lock_out_other_clients(nursery: trio.Nursery) -> None:
+    config = example_config(tcp_max_connections=4, tcp_max_connections_per_source=2)
+    running = await start_nameserver(nursery, config)
+    server = running.server
+    hog = [await _idle_tcp(running, "127.0.0.2") for _ in range(2)]
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.tcp_connections == 2
+    third = await _idle_tcp(running, "127.0.0.2")  # over its source cap: its oldest idle goes
+    assert await _closed_by_server(hog[0])
+    others = [await _idle_tcp(running, "127.0.0.3"), await _idle_tcp(running, "127.0.0.4")]
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.tcp_connections == 4  # full of idle sockets; a real query still gets in
+    query = dns.message.make_query("www.netcinema.test", "A")
+    response = await dns.asyncquery.tcp(
+        query, running.host, timeout=5, port=running.port, source="127.0.0.5"
+    )
+    assert response.answer
+    assert server.tcp_evicted == 2
+    assert server.tcp_connections <= 4
+    for stream in (*hog, third, *others):
+        await stream.aclose()
+
+
+async def test_tcp_trickled_query_gets_one_deadline_not_one_per_byte(
+    nursery: trio.Nursery,
+) -> None:
+    running = await start_nameserver(nursery, example_config(tcp_idle_timeout=0.5))
+    stream = await _idle_tcp(running, "127.0.0.2")
+    wire = frame(dns.message.make_query("www.netcinema.test", "A").to_wire())
+    closed_after = None
+    with trio.fail_after(5):
+        for index in range(len(wire) - 1):  # never the last byte
+            try:
+                await stream.send_all(wire[index : index + 1])
+            except trio.BrokenResourceError:
+                closed_after = index
+                break
+            await trio.sleep(0.1)
+    assert closed_after is not None
+    assert closed_after < len(wire) - 1
+    await stream.aclose()

@@ -70,9 +70,9 @@ def test_simple_get() -> None:
 
 def test_pipelined_requests_queue_in_order() -> None:
     events = _parse(
-        b"GET /1 HTTP/1.1\r\n\r\n"
-        b"POST /2 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
-        b"GET /3 HTTP/1.1\r\n\r\n"
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n"
     )
     heads = [event.target for event in events if isinstance(event, RequestHead)]
     assert heads == ["/1", "/2", "/3"]
@@ -82,7 +82,7 @@ def test_pipelined_requests_queue_in_order() -> None:
 
 def test_chunked_body_fed_one_byte_at_a_time() -> None:
     raw = (
-        b"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"3\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n"
     )
     events = _parse(*[raw[i : i + 1] for i in range(len(raw))])
@@ -90,7 +90,10 @@ def test_chunked_body_fed_one_byte_at_a_time() -> None:
     assert body == b"abcde"
     head = events[0]
     assert isinstance(head, RequestHead)
-    assert head.headers == [("Transfer-Encoding", "chunked")]  # the trailer is not a header
+    assert head.headers == [
+        ("Host", "x"),
+        ("Transfer-Encoding", "chunked"),
+    ]  # the trailer is not a header
     assert events[-1] is END_OF_MESSAGE
 
 
@@ -101,32 +104,36 @@ def test_http10_keep_alive_and_close() -> None:
     (head, _) = _parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     assert isinstance(head, RequestHead)
     assert head.keep_alive
-    (head, _) = _parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    (head, _) = _parse(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert isinstance(head, RequestHead)
     assert not head.keep_alive
 
 
 def test_expect_continue_is_reported() -> None:
-    head = _parse(b"PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")[0]
+    head = _parse(
+        b"PUT /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+    )[0]
     assert isinstance(head, RequestHead)
     assert head.expect_continue
 
 
 def test_eof_between_requests_and_in_the_middle() -> None:
     parser = RequestParser()
-    parser.receive_data(b"GET / HTTP/1.1\r\n\r\n")
+    parser.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert len(_events(parser)) == 2
     parser.receive_data(b"")
     assert parser.next_event() is CONNECTION_CLOSED
     error = _error(b"GET / HTTP/1.1\r\nHost:", b"")
     assert error.reason == "incomplete"
-    error = _error(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", b"")
+    error = _error(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", b"")
     assert error.reason == "incomplete"
 
 
 def test_upgrade_request_is_answered_then_closed() -> None:
     parser = RequestParser()
-    parser.receive_data(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n")
+    parser.receive_data(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+    )
     assert isinstance(parser.next_event(), RequestHead)
     assert not parser.reusable
 
@@ -138,24 +145,30 @@ def test_upgrade_request_is_answered_then_closed() -> None:
         ((b"GET / HTTP/1.2\r\n\r\n",), 505, "version"),
         ((b"GET / HTTP/3.0\r\n\r\n",), 505, "version"),
         ((b"GET /\r\n\r\n",), 400, "bad_request_line"),
-        ((b"FOO / HTTP/1.1\r\n\r\n",), 501, "method"),
+        ((b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n",), 501, "method"),
         ((b"F", b"OO / HT", b"TP/1.1\r\n\r\n"), 501, "method"),
-        ((b"PROPFIND / HTTP/1.1\r\n\r\n",), 501, "method"),
-        ((b"CONNECT a:443 HTTP/1.1\r\n\r\n",), 501, "method"),
-        ((b"TRACE / HTTP/1.1\r\n\r\n",), 501, "method"),
+        ((b"PROPFIND / HTTP/1.1\r\nHost: x\r\n\r\n",), 501, "method"),
+        ((b"CONNECT a:443 HTTP/1.1\r\nHost: x\r\n\r\n",), 501, "method"),
+        ((b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n",), 501, "method"),
         ((b"hello world\r\n\r\n",), 400, "bad_request_line"),
-        ((b"get / HTTP/1.1\r\n\r\n",), 501, "method"),
-        ((b"GET /a b HTTP/1.1\r\n\r\n",), 400, "malformed"),
+        ((b"get / HTTP/1.1\r\nHost: x\r\n\r\n",), 501, "method"),
+        ((b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",), 400, "malformed"),
         ((b"GET / HTTP/1.1\nHost: x\n\n",), 400, "malformed"),
-        ((b"GET /\xff HTTP/1.1\r\n\r\n",), 400, "bad_target"),
-        ((b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",), 400, "malformed"),
+        ((b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n",), 400, "bad_target"),
+        ((b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n",), 400, "malformed"),
         (
-            (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ),
             400,
             "malformed",
         ),
-        ((b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",), 400, "malformed"),
-        ((b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",), 400, "malformed"),
+        ((b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",), 400, "malformed"),
+        (
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",),
+            400,
+            "malformed",
+        ),
         ((b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",), 400, "bad_request_line"),
     ],
 )
@@ -168,7 +181,7 @@ def test_bad_requests_carry_their_status(
 
 def test_events_before_a_fault_come_first() -> None:
     parser = RequestParser()
-    parser.receive_data(b"GET /ok HTTP/1.1\r\n\r\nGARBAGE\r\n\r\n")
+    parser.receive_data(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n")
     head = parser.next_event()
     assert isinstance(head, RequestHead)
     assert head.target == "/ok"
@@ -178,23 +191,40 @@ def test_events_before_a_fault_come_first() -> None:
 
 
 @pytest.mark.parametrize(
-    "pieces",
+    ("pieces", "status", "reason"),
     [
-        (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n",),
-        (b"GET / HTTP/1.1\r\n" + b"X-Big: " + b"v" * 17000 + b"\r\n\r\n",),
-        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 50) for i in range(400)),),
-        (b"GET / HTTP/1.1\r\nX-Endless: ", *([b"v" * 1000] * 40)),
-        (b"GET /" + b"a" * 1000, *([b"a" * 1000] * 40)),
+        ((b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",), 414, "target_too_long"),
+        (
+            (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"v" * 17000 + b"\r\n\r\n",),
+            431,
+            "head_too_large",
+        ),
+        (
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\n"
+                + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 50) for i in range(400)),
+            ),
+            431,
+            "head_too_large",
+        ),
+        (
+            (b"GET / HTTP/1.1\r\nHost: x\r\nX-Endless: ", *([b"v" * 1000] * 40)),
+            431,
+            "head_too_large",
+        ),
+        ((b"GET /" + b"a" * 1000, *([b"a" * 1000] * 40)), 414, "target_too_long"),
     ],
 )
-def test_oversized_heads_get_431(pieces: tuple[bytes, ...]) -> None:
+def test_oversized_heads_get_414_or_431(
+    pieces: tuple[bytes, ...], status: int, reason: str
+) -> None:
     error = _error(*pieces, max_head_size=16 * 1024)
-    assert (error.status_hint, error.reason) == (431, "head_too_large")
+    assert (error.status_hint, error.reason) == (status, reason)
 
 
 def test_large_bodies_do_not_count_as_head() -> None:
     body = b"x" * 100_000
-    raw = b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     events = _parse(*[raw[i : i + 4096] for i in range(0, len(raw), 4096)], max_head_size=1024)
     assert sum(len(event.data) for event in events if isinstance(event, Data)) == len(body)
 
@@ -311,3 +341,52 @@ def test_frame_refuses_inconsistent_handler_headers() -> None:
 def test_frame_unknown_status_and_custom_reason() -> None:
     assert _frame(status=599).head.startswith(b"HTTP/1.1 599 \r\n")
     assert _frame(reason="Fine\r\nX: y").head.startswith(b"HTTP/1.1 200 Fine  X: y\r\n")
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "reason"),
+    [
+        # RFC 9112 6.3: chunked must be the final coding of a request; no others are known.
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n", 400, "bad_framing"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400, "bad_framing"),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            501,
+            "transfer_coding",
+        ),
+        # RFC 9112 3.2: exactly one Host in HTTP/1.1.
+        (b"GET / HTTP/1.1\r\n\r\n", 400, "bad_host"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "bad_host"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", 400, "bad_host"),
+        # obs-text is refused up front rather than failing later (the edge answered 502).
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Name: caf\xc3\xa9\r\n\r\n", 400, "bad_header"),
+        (b"GET / HTTP/1.1\r\nHost: x\xff\r\n\r\n", 400, "bad_header"),
+    ],
+)
+def test_hostile_heads_are_refused_before_any_handler_sees_them(
+    raw: bytes, status: int, reason: str
+) -> None:
+    parser = RequestParser()
+    parser.receive_data(raw)
+    with pytest.raises(RemoteProtocolError) as caught:
+        parser.next_event()  # no RequestHead comes first: the handler never runs
+    assert (caught.value.status_hint, caught.value.reason) == (status, reason)
+
+
+def test_http10_needs_no_host_and_purge_is_a_known_method() -> None:
+    (head, _) = _parse(b"GET / HTTP/1.0\r\n\r\n")
+    assert isinstance(head, RequestHead)
+    (head, _) = _parse(b"PURGE /video/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert isinstance(head, RequestHead)
+    assert head.method == "PURGE"
+
+
+def test_binary_junk_is_refused_at_once_not_after_a_timeout() -> None:
+    parser = RequestParser()
+    parser.receive_data(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 64)  # TLS
+    with pytest.raises(RemoteProtocolError) as caught:
+        parser.next_event()
+    assert caught.value.status_hint == 400
+    parser = RequestParser()
+    parser.receive_data(b"BREW /pot HTT")  # an unknown method, line not finished: wait
+    assert parser.next_event() is NEED_DATA

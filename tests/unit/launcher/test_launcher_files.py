@@ -177,3 +177,27 @@ def test_up_validates_counts(config: ClusterConfig) -> None:
     assert [edge.name for edge in prepared.edges] == ["edge-1", "edge-2", "edge-3"]
     assert prepared.peers.count == 0
     assert Path(prepared.cluster.run_dir).is_absolute()
+
+
+def test_run_files_are_owner_only(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from seedcast.launcher.state import secure_run_dir
+
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    os.chmod(run_dir, 0o755)
+    left_over = run_dir / "cluster.toml"
+    left_over.write_text('admin_token = "secret"\n')
+    os.chmod(left_over, 0o644)
+    previous = os.umask(0o022)
+    try:
+        secure_run_dir(run_dir)
+        (run_dir / "logs" / "edge-1.log").write_text("new after the call\n")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((run_dir / "logs").stat().st_mode) == 0o700
+    assert stat.S_IMODE(left_over.stat().st_mode) == 0o600
+    assert stat.S_IMODE((run_dir / "logs" / "edge-1.log").stat().st_mode) == 0o600

@@ -206,6 +206,7 @@ def test_per_torrent_bound_answers_but_does_not_store(rng: random.Random) -> Non
     tracker = make_tracker(max_peers_per_torrent=3)
     for number in range(3):
         tracker.announce(request(number), 0.0, rng)
+        tracker.announce(request(number), 0.0, rng)  # announced twice: verified
     extra = tracker.announce(request(10), 0.0, rng)
     assert len(extra.peers) == 3
     assert extra.warning
@@ -225,8 +226,9 @@ def test_total_bound(rng: random.Random) -> None:
 
 def test_torrent_bound_evicts_empty_swarms_first(rng: random.Random) -> None:
     tracker = make_tracker(max_torrents=2)
-    tracker.announce(request(1, info_hash=HASH_A), 0.0, rng)
-    tracker.announce(request(2, info_hash=HASH_B), 0.0, rng)
+    for _ in range(2):  # verified peers: their swarms are never evicted
+        tracker.announce(request(1, info_hash=HASH_A), 0.0, rng)
+        tracker.announce(request(2, info_hash=HASH_B), 0.0, rng)
     with pytest.raises(Rejected) as caught:
         tracker.announce(request(3, info_hash=b"C" * 20), 0.0, rng)
     assert caught.value.reason == "tracker_full"
@@ -324,3 +326,53 @@ def test_random_announce_sequences_keep_invariants(
         for swarm in tracker._swarms.values():
             for peer in swarm.peers.values():
                 assert now - peer.last_seen <= tracker.peer_ttl
+
+
+def test_a_flood_of_fresh_peer_ids_never_displaces_verified_peers(rng: random.Random) -> None:
+    tracker = make_tracker(max_peers_per_torrent=10)
+    for number in range(5):  # real peers: they re-announce
+        tracker.announce(request(number), 0.0, rng)
+        tracker.announce(request(number), 1.0, rng)
+    for number in range(100, 2100):  # forged peers from many addresses, once each
+        tracker.announce(request(number), 2.0, rng)
+    tracker.check_invariants()
+    late = tracker.announce(request(9999, ip="127.0.45.1"), 3.0, rng)  # a real newcomer
+    assert not late.warning  # stored, in place of the oldest forged entry
+    answer = tracker.announce(request(0, numwant=200), 4.0, rng)
+    listed = {peer.peer_id for peer in answer.peers}
+    assert {peer_id(number) for number in range(1, 5)} <= listed
+    assert peer_id(9999) in listed
+    statistics = tracker.statistics()
+    assert statistics.peers == 10
+    assert statistics.peers_displaced == 2000 - 5 + 1
+    tracker.check_invariants()
+
+
+def test_one_address_holds_at_most_its_share_of_a_swarm(rng: random.Random) -> None:
+    tracker = make_tracker(max_peers_per_source=4)
+    tracker.announce(request(1, ip="127.0.40.1", port=7000), 0.0, rng)
+    tracker.announce(request(1, ip="127.0.40.1", port=7000), 1.0, rng)
+    for number in range(100, 200):  # fresh ids and ports from one other address
+        tracker.announce(request(number, ip="127.0.66.6", port=10000 + number), 2.0, rng)
+    answer = tracker.announce(request(2, ip="127.0.40.2", numwant=200), 3.0, rng)
+    by_ip = [peer.ip for peer in answer.peers]
+    assert by_ip.count("127.0.66.6") == 4
+    assert "127.0.40.1" in by_ip
+    assert {peer.peer_id for peer in answer.peers if peer.ip == "127.0.66.6"} == {
+        peer_id(number) for number in range(196, 200)
+    }  # its newest four: the flood churns only itself
+    tracker.check_invariants()
+
+
+def test_a_flood_of_fresh_torrents_evicts_unproven_swarms_not_live_ones(
+    rng: random.Random,
+) -> None:
+    tracker = make_tracker(max_torrents=10)
+    tracker.announce(request(1, info_hash=HASH_A), 0.0, rng)
+    tracker.announce(request(1, info_hash=HASH_A), 1.0, rng)
+    for number in range(1000):
+        tracker.announce(request(number, info_hash=number.to_bytes(20, "big")), 2.0, rng)
+    assert tracker.statistics().torrents == 10
+    (entry,) = tracker.scrape([HASH_A], 3.0)
+    assert entry.incomplete == 1
+    tracker.check_invariants()

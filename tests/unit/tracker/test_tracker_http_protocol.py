@@ -163,7 +163,8 @@ def test_too_many_parameters(tracker: Tracker, rng: random.Random) -> None:
     ("claimed", "source", "trust", "expected"),
     [
         (None, "127.0.40.1", False, "127.0.40.1"),
-        (b"127.0.41.7", "127.0.40.1", False, "127.0.41.7"),  # loopback to loopback: the cluster
+        (b"127.0.41.7", "127.0.40.1", False, "127.0.40.1"),  # loopback is no exception
+        (b"127.0.41.7", "127.0.40.1", True, "127.0.41.7"),
         (b"8.8.8.8", "127.0.40.1", False, "127.0.40.1"),  # loopback can't point at others
         (b"10.0.0.9", "192.0.2.1", False, "192.0.2.1"),
         (b"10.0.0.9", "192.0.2.1", True, "10.0.0.9"),

@@ -119,3 +119,5 @@ class TrackerStatistics:
     peers_not_stored: int = 0
     """Announces answered but not remembered because a memory bound was reached."""
     expired: int = 0
+    peers_displaced: int = 0
+    """Unverified (announced once) entries replaced by newcomers under the bounds."""

@@ -152,10 +152,11 @@ def parse_announce(
 def choose_ip(claimed: bytes | None, source: str, *, trust_ip_param: bool) -> str:
     """The address to list a peer under: the connection's, or its ``ip`` parameter when trusted.
 
-    The parameter is honoured only when it is an IP literal of the same family and either the
-    config trusts it or the client itself is on loopback (the local cluster, where a viewer may
-    announce from another loopback address than the one it listens on). A name, garbage, or
-    an untrusted claim is ignored, so nobody can point a swarm at a third party.
+    The parameter is honoured only when the config trusts it (``tracker.trust_ip_param``, for
+    a tracker behind a known proxy) and it is an IP literal of the same family. A name,
+    garbage, or an untrusted claim is ignored, so nobody can list, move or stop an entry under
+    someone else's address (loopback sources get no exception: on one host every user can
+    reach loopback).
     """
     source_address = _source_address(source)
     if source_address is None:
@@ -165,9 +166,7 @@ def choose_ip(claimed: bytes | None, source: str, *, trust_ip_param: bool) -> st
             address = ipaddress.ip_address(claimed.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             return source_address.compressed
-        if address.version == source_address.version and (
-            trust_ip_param or (source_address.is_loopback and address.is_loopback)
-        ):
+        if trust_ip_param and address.version == source_address.version:
             return address.compressed
     return source_address.compressed
 

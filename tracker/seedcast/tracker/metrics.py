@@ -42,6 +42,12 @@ def tracker_metric_families(tracker: Tracker) -> Iterable[Metric]:
         value=statistics.peers_not_stored,
     )
     yield CounterMetricFamily(
+        "seedcast_tracker_peers_displaced",
+        "Unproven entries (announced once) replaced by newcomers under the per-source and"
+        " per-swarm bounds",
+        value=statistics.peers_displaced,
+    )
+    yield CounterMetricFamily(
         "seedcast_tracker_peers_expired",
         "Peers forgotten after missing announces for interval + grace",
         value=statistics.expired,

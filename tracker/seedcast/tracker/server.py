@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import trio
 from prometheus_client import CollectorRegistry
 from seedcast.config import ClusterConfig
-from seedcast.http11 import Headers, HttpServer, Request, Response, Router
+from seedcast.http11 import Headers, HttpServer, Request, Response, Router, ServerLimits
 from seedcast.metrics import new_registry
 from seedcast.units import parse_host_port
 
@@ -53,7 +53,12 @@ class TrackerService:
         router.add("GET", "/announce", self._announce)
         router.add("GET", "/scrape", self._scrape)
         router.add("GET", "/healthz", self._healthz)
-        self.http = HttpServer(router, registry=self.registry, component="tracker")
+        self.http = HttpServer(
+            router,
+            registry=self.registry,
+            component="tracker",
+            limits=ServerLimits.from_settings(config.http),
+        )
         self.udp_address: tuple[str, int] | None = None
 
     async def _announce(self, request: Request) -> Response:

@@ -16,10 +16,15 @@ How it works (sans-IO: no sockets, no clock; every call takes ``now`` and a ``ra
   announce (refreshing moves it to the end), so expiring the peers silent for longer than
   interval (+jitter) + grace pops from the front and costs only what it removes. Every
   announce expires first; the shell also calls :meth:`Tracker.expire` on a timer.
-- **Bounds**: at most ``max_peers_per_torrent`` per swarm and ``max_peers`` in total (a peer
-  over a bound still gets an answer, with a warning, but is not remembered), at most
-  ``max_torrents`` swarms (an empty swarm, kept only for its download count, is evicted
-  first, least recently used; if none is empty a new torrent is refused).
+- **Bounds**: at most ``max_peers_per_source`` entries per swarm from one IP address (a new
+  one replaces that address's own longest-silent entry, so a flood of fresh peer ids churns
+  only itself), ``max_peers_per_torrent`` per swarm and ``max_peers`` in total. A peer is
+  *verified* once it has announced twice (a real client re-announces; a forged flood fires
+  once): when a swarm is full, a newcomer replaces its oldest unverified peer, never a
+  verified one; with none to replace it still gets an answer, with a warning, but is not
+  remembered. At most ``max_torrents`` swarms: an empty swarm (kept only for its download
+  count) is evicted first, then the oldest swarm without a verified peer; if none, a new
+  torrent is refused.
 - **Allowlist** (private mode): announces for other info hashes are refused and scrapes
   leave them out.
 - **Identity**: a peer id already in the swarm from another IP address is refused unless the
@@ -63,7 +68,7 @@ def pack_address(ip: str, port: int) -> bytes:
 
 
 class _Peer:
-    __slots__ = ("address", "completed", "key", "last_seen", "left", "seed", "slot")
+    __slots__ = ("address", "completed", "key", "last_seen", "left", "seed", "slot", "verified")
 
     def __init__(self, address: PeerAddress, key: bytes, left: int | None, now: float) -> None:
         self.address = address
@@ -73,6 +78,7 @@ class _Peer:
         self.last_seen = now
         self.completed = False
         self.slot = -1
+        self.verified = False
 
 
 class _PeerSlots:
@@ -99,11 +105,25 @@ class _PeerSlots:
 
 
 class _Swarm:
-    __slots__ = ("by_endpoint", "downloaded", "leechers", "peers", "seeders")
+    __slots__ = (
+        "by_endpoint",
+        "by_source",
+        "downloaded",
+        "leechers",
+        "peers",
+        "seeders",
+        "unverified",
+        "verified",
+    )
 
     def __init__(self) -> None:
         self.peers: dict[bytes, _Peer] = {}
         self.by_endpoint: dict[tuple[str, int], bytes] = {}
+        # peer ids per IP address, longest silent first
+        self.by_source: dict[str, OrderedDict[bytes, None]] = {}
+        # peers that announced only once, oldest first
+        self.unverified: OrderedDict[bytes, None] = OrderedDict()
+        self.verified = 0
         self.seeders = _PeerSlots()
         self.leechers = _PeerSlots()
         self.downloaded = 0
@@ -120,6 +140,8 @@ class Tracker:
         self.allowlist = _parse_allowlist(self.config.allowlist)
         self._swarms: dict[bytes, _Swarm] = {}
         self._empty: OrderedDict[bytes, None] = OrderedDict()
+        # swarms with no verified peer, oldest first: what a flood of fresh hashes creates
+        self._unproven: OrderedDict[bytes, None] = OrderedDict()
         self._recency: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
         self._peer_count = 0
         self._seeder_count = 0
@@ -128,6 +150,7 @@ class Tracker:
         self._scrapes = 0
         self._not_stored = 0
         self._expired = 0
+        self._displaced = 0
         jitter = min(max(self.config.interval_jitter, 0.0), 0.9)
         self._jitter = jitter
         self.peer_ttl = math.ceil(self.config.interval * (1 + jitter)) + self.config.peer_grace
@@ -186,14 +209,41 @@ class Tracker:
 
     def _new_swarm(self, info_hash: bytes) -> _Swarm:
         if len(self._swarms) >= self.config.max_torrents:
-            if not self._empty:
+            if self._empty:
+                evicted, _ = self._empty.popitem(last=False)
+                del self._swarms[evicted]
+                self._unproven.pop(evicted, None)
+            elif self._unproven:
+                evicted, _ = self._unproven.popitem(last=False)
+                self._drop_swarm(evicted)
+            else:
                 raise self._reject("tracker is full: too many torrents", "tracker_full")
-            evicted, _ = self._empty.popitem(last=False)
-            del self._swarms[evicted]
         swarm = _Swarm()
         self._swarms[info_hash] = swarm
         self._empty[info_hash] = None
+        self._unproven[info_hash] = None
         return swarm
+
+    def _drop_swarm(self, info_hash: bytes) -> None:
+        swarm = self._swarms[info_hash]
+        for peer in list(swarm.peers.values()):
+            self._remove(info_hash, swarm, peer)
+            self._displaced += 1
+        self._empty.pop(info_hash, None)
+        del self._swarms[info_hash]
+
+    def _make_room(self, request: AnnounceRequest, swarm: _Swarm) -> bool:
+        """Free a slot for a new peer per the bounds (see the module docstring)."""
+        own = swarm.by_source.get(request.ip)
+        if own is not None and len(own) >= self.config.max_peers_per_source:
+            self._remove(request.info_hash, swarm, swarm.peers[next(iter(own))])
+            self._displaced += 1
+        if len(swarm.peers) >= self.config.max_peers_per_torrent:
+            if not swarm.unverified:
+                return False
+            self._remove(request.info_hash, swarm, swarm.peers[next(iter(swarm.unverified))])
+            self._displaced += 1
+        return self._peer_count < self.config.max_peers
 
     def _insert(self, request: AnnounceRequest, swarm: _Swarm, now: float) -> _Peer | None:
         endpoint = (request.ip, request.port)
@@ -201,10 +251,7 @@ class Tracker:
         if previous_id is not None:
             # Only one process can listen on ip:port: the old entry is a restarted client.
             self._remove(request.info_hash, swarm, swarm.peers[previous_id])
-        if (
-            len(swarm.peers) >= self.config.max_peers_per_torrent
-            or self._peer_count >= self.config.max_peers
-        ):
+        if not self._make_room(request, swarm):
             self._not_stored += 1
             return None
         address = PeerAddress(
@@ -213,6 +260,8 @@ class Tracker:
         peer = _Peer(address, request.key, request.left, now)
         swarm.peers[request.peer_id] = peer
         swarm.by_endpoint[endpoint] = request.peer_id
+        swarm.by_source.setdefault(request.ip, OrderedDict())[request.peer_id] = None
+        swarm.unverified[request.peer_id] = None
         swarm.slots_of(peer).add(peer)
         self._recency[(request.info_hash, request.peer_id)] = None
         self._peer_count += 1
@@ -223,6 +272,11 @@ class Tracker:
     def _refresh(self, request: AnnounceRequest, swarm: _Swarm, peer: _Peer, now: float) -> None:
         peer.last_seen = now
         self._recency.move_to_end((request.info_hash, request.peer_id))
+        if not peer.verified:
+            peer.verified = True
+            del swarm.unverified[request.peer_id]
+            swarm.verified += 1
+            self._unproven.pop(request.info_hash, None)
         if request.key and not peer.key:
             peer.key = request.key
         if (request.ip, request.port) != (peer.address.ip, peer.address.port):
@@ -230,10 +284,14 @@ class Tracker:
             if other is not None and other != request.peer_id:
                 self._remove(request.info_hash, swarm, swarm.peers[other])
             del swarm.by_endpoint[(peer.address.ip, peer.address.port)]
+            self._forget_source(swarm, peer)
+            swarm.by_source.setdefault(request.ip, OrderedDict())[request.peer_id] = None
             peer.address = PeerAddress(
                 request.peer_id, request.ip, request.port, pack_address(request.ip, request.port)
             )
             swarm.by_endpoint[(request.ip, request.port)] = request.peer_id
+        else:
+            swarm.by_source[request.ip].move_to_end(request.peer_id)
         if request.left is not None:
             peer.left = request.left
         seed = request.left == 0 if request.left is not None else peer.seed
@@ -248,11 +306,26 @@ class Tracker:
         swarm.slots_of(peer).remove(peer)
         del swarm.peers[peer_id]
         del swarm.by_endpoint[(peer.address.ip, peer.address.port)]
+        self._forget_source(swarm, peer)
+        if peer.verified:
+            swarm.verified -= 1
+            if not swarm.verified:
+                self._unproven[info_hash] = None
+        else:
+            del swarm.unverified[peer_id]
         del self._recency[(info_hash, peer_id)]
         self._peer_count -= 1
         self._seeder_count -= peer.seed
         if not swarm.peers:
             self._empty[info_hash] = None
+
+    @staticmethod
+    def _forget_source(swarm: _Swarm, peer: _Peer) -> None:
+        ip = peer.address.ip
+        own = swarm.by_source[ip]
+        del own[peer.address.peer_id]
+        if not own:
+            del swarm.by_source[ip]
 
     def _choose(
         self, swarm: _Swarm, request: AnnounceRequest, numwant: int, rng: random.Random
@@ -335,6 +408,7 @@ class Tracker:
             errors=dict(self._errors),
             peers_not_stored=self._not_stored,
             expired=self._expired,
+            peers_displaced=self._displaced,
         )
 
     def swarm_statistics(self, limit: int | None = None) -> list[SwarmStatistics]:
@@ -364,6 +438,12 @@ class Tracker:
                 address = swarm.peers[peer_id].address
                 assert (address.ip, address.port) == endpoint
             assert (info_hash in self._empty) == (not swarm.peers)
+            assert sum(len(own) for own in swarm.by_source.values()) == len(swarm.peers)
+            for ip, own in swarm.by_source.items():
+                assert all(swarm.peers[peer_id].address.ip == ip for peer_id in own)
+            verified = sum(peer.verified for peer in swarm.peers.values())
+            assert verified == swarm.verified == len(swarm.peers) - len(swarm.unverified)
+            assert (info_hash in self._unproven) == (not swarm.verified)
             total += len(swarm.peers)
             seeders += len(swarm.seeders)
         assert total == self._peer_count == len(self._recency)
