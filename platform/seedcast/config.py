@@ -274,6 +274,8 @@ class NetemConfig:
     """Start ``seedcast netem`` with the cluster; the DNS answers relay addresses."""
     relay_prefix: str = "127.0.120.0/24"
     """Edge k's relay listens on the k-th address of this prefix (same port as the edge)."""
+    listen: str = _address("127.0.120.254:9120", 9120)
+    """HTTP address of ``seedcast netem``: /metrics, /healthz, GET and PUT /paths."""
     seed: int = 0
     """Seed of the relays' random draws (jitter, loss): runs are repeatable."""
     probe_interval: float = _duration("1s")
