@@ -33,6 +33,10 @@ MODES: dict[str, tuple[str, str]] = {
         "seedcast.bench.distribution",
         "client-server vs CDN vs P2P vs hybrid against the bound",
     ),
+    "netem": (
+        "seedcast.netem.bench",
+        "emulated paths: curl RTT and UDP loss vs the configured figures",
+    ),
     "streaming": (
         "seedcast.bench.streaming",
         "Poisson viewers, cdn vs hybrid: startup, stalls, P2P share",

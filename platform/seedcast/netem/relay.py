@@ -68,7 +68,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class _Held:
+class HoldQueue:
     """Items waiting for their delivery time; ``ordered`` ones leave in arrival order."""
 
     def __init__(self, *, ordered: bool, limit: int) -> None:
@@ -230,7 +230,7 @@ class TcpRelay(_Relay):
         forward: bool,
         rtt: float,
     ) -> None:
-        held = _Held(ordered=True, limit=self.buffer)
+        held = HoldQueue(ordered=True, limit=self.buffer)
 
         async def deliver() -> None:
             while True:
@@ -333,8 +333,8 @@ class _UdpFlow:
         forward, backward = relay.profiles(client[0])
         self.up = DelayLine(forward, relay.rng, ordered=False)
         self.down = DelayLine(backward, relay.rng, ordered=False)
-        self.to_target = _Held(ordered=False, limit=DEFAULT_BUFFER)
-        self.to_client = _Held(ordered=False, limit=DEFAULT_BUFFER)
+        self.to_target = HoldQueue(ordered=False, limit=DEFAULT_BUFFER)
+        self.to_client = HoldQueue(ordered=False, limit=DEFAULT_BUFFER)
         self.last_seen = trio.current_time()
 
     def send(self, data: bytes) -> None:
@@ -342,7 +342,7 @@ class _UdpFlow:
         self.last_seen = trio.current_time()
         self._admit(self.up, 0, data, self.to_target)
 
-    def _admit(self, line: DelayLine, which: int, data: bytes, held: _Held) -> None:
+    def _admit(self, line: DelayLine, which: int, data: bytes, held: HoldQueue) -> None:
         stats = self.relay.statistics
         stats.datagrams += 1
         line.profile = self.relay.profiles(self.client[0])[which]
