@@ -11,9 +11,9 @@ from __future__ import annotations
 import trio
 from nameserver_harness import start_edge, start_nameserver
 from seedcast.config import config_from_mapping
-from seedcast.nameserver.testing import example_mapping
 from seedcast.netem.paths import PathProfile, Topology
 from seedcast.netem.relay import TcpRelay
+from seedcast.testing.nameserver import example_mapping
 from seedcast.units import parse_host_port
 
 ROUNDS_TO_MOVE = 3
