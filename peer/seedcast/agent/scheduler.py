@@ -226,6 +226,9 @@ class SchedulerSettings:
     """How long a piece the player waits for may stay with peers before the edge takes it."""
     edge_lead_seconds: float = 1.0
     """An urgent piece still missing this close to its time goes to the edge."""
+    edge_lead_fetches: float = 2.0
+    """The edge lead is at least this many measured edge fetch times (moving average of
+    whole runs), so on a long path the edge is asked early enough; 0 = fixed lead."""
     give_up_seconds: float = 10.0
     max_edge_fetches: int = 4
     max_run_bytes: int = 4 * MiB
@@ -318,6 +321,7 @@ class _Run:
     run: EdgeRun
     pending: set[int] = field(default_factory=set)
     mismatched: bool = False
+    started: float = 0.0
 
 
 class StreamScheduler:
@@ -341,6 +345,8 @@ class StreamScheduler:
         self._last_edge_error_at = -math.inf
         self._requests_total = 0
         self._runs_started = 0
+        self.edge_fetch_seconds: float | None = None
+        """Moving average of how long a whole edge run took (None: none finished yet)."""
         self._runs_failed = 0
         self._mismatch_total = 0
         self._expired_total = 0
@@ -409,6 +415,9 @@ class StreamScheduler:
         elif not entry.pending:
             self._edge_failures_in_a_row = 0
             self._edge_ready_at = -math.inf
+            took = max(0.0, now - entry.started)
+            previous = self.edge_fetch_seconds
+            self.edge_fetch_seconds = took if previous is None else previous + (took - previous) / 4
 
     def edge_run_failed(self, run_id: int, now: float, reason: str) -> None:
         """The run failed (unreachable, timeout, bad status): back off, plan its pieces again."""
@@ -437,6 +446,8 @@ class StreamScheduler:
         settings = self.settings
         layout = self.layout
         next_check = now + settings.idle_check_seconds
+        lead = self.edge_lead()
+        urgent = max(settings.urgent_seconds, lead)
         # Missing pieces we care about: piece -> (time needed, a player waits on it).
         need: dict[int, tuple[float, bool]] = {}
         expired: list[Expired] = []
@@ -488,7 +499,7 @@ class StreamScheduler:
                     for index in span.pieces:
                         if view.has(index) or index in need:
                             continue
-                        if ahead <= settings.urgent_seconds:
+                        if ahead <= urgent:
                             need[index] = (due, False)
                         elif index not in in_window:
                             in_window.add(index)
@@ -512,7 +523,7 @@ class StreamScheduler:
                     next_check = min(next_check, handover)
             else:
                 deadlines[index] = due
-                handover = due - settings.edge_lead_seconds
+                handover = due - lead
                 if not peers_can or now >= handover:
                     for_edge.append((due, index, False))
                 else:
@@ -523,7 +534,7 @@ class StreamScheduler:
             if now < self._edge_ready_at:
                 next_check = min(next_check, self._edge_ready_at)
             else:
-                runs = self._start_runs(for_edge)
+                runs = self._start_runs(for_edge, now)
                 for run in runs:
                     for index in run.pieces:
                         deadlines.pop(index, None)
@@ -551,7 +562,14 @@ class StreamScheduler:
             f"{request.name}: neither peers nor the CDN delivered it within {waited:.1f} s",
         )
 
-    def _start_runs(self, for_edge: list[tuple[float, int, bool]]) -> list[EdgeRun]:
+    def edge_lead(self) -> float:
+        """Seconds before its time an urgent piece goes to the edge: the configured lead,
+        or ``edge_lead_fetches`` measured fetch times when that is longer (a long RTT)."""
+        settings = self.settings
+        measured = self.edge_fetch_seconds or 0.0
+        return max(settings.edge_lead_seconds, settings.edge_lead_fetches * measured)
+
+    def _start_runs(self, for_edge: list[tuple[float, int, bool]], now: float) -> list[EdgeRun]:
         """Group pieces into contiguous per-file runs, earliest need first, within the caps."""
         settings = self.settings
         room = settings.max_edge_fetches - len(self._runs)
@@ -600,7 +618,7 @@ class StreamScheduler:
                 waiting=any(chosen[piece] for piece in pieces),
             )
             self._next_run_id += 1
-            self._runs[run.run_id] = _Run(run, set(pieces))
+            self._runs[run.run_id] = _Run(run, set(pieces), started=now)
             for piece in pieces:
                 self._edge_pieces[piece] = run.run_id
             self._runs_started += 1

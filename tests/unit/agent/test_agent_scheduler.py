@@ -457,3 +457,26 @@ def test_a_short_stream_leaves_pieces_pending() -> None:
     assert not cutter.done
     with pytest.raises(ValueError, match="file bytes"):
         PieceCutter([PieceSlot(0, 20, 10)])
+
+
+def test_the_edge_lead_grows_with_the_measured_fetch_time(movie: Fixture) -> None:
+    """On a long path (slow edge fetches) urgent pieces go to the edge earlier."""
+    core = scheduler(movie, edge_lead_seconds=1.0, edge_lead_fetches=2.0)
+    assert core.edge_lead() == pytest.approx(1.0)
+    name = "v-8.m4s"
+    core.request(name, pieces(movie, name), now=10.0)
+    (run,) = [run for run in core.plan(10.0, View()).edge_runs if run.name == name]
+    for index in run.pieces:
+        core.edge_piece_done(index)
+    core.edge_run_done(run.run_id, now=11.5)  # the whole run took 1.5 s
+    assert core.edge_fetch_seconds == pytest.approx(1.5)
+    assert core.edge_lead() == pytest.approx(3.0)
+
+    # v-1 is here; v-2 (due at 2.0) is missing though peers have it: with a 3 s lead it
+    # goes to the edge at once instead of at 1.0.
+    fresh = scheduler(movie, edge_lead_seconds=1.0, edge_lead_fetches=2.0)
+    fresh.edge_fetch_seconds = 1.5
+    view = peers_have_everything(movie)
+    view.have.update(pieces(movie, "v-1.m4s"))
+    fresh.request("v-1.m4s", pieces(movie, "v-1.m4s"), now=0.0)
+    assert "v-2.m4s" in [run.name for run in fresh.plan(0.0, view).edge_runs]
