@@ -61,6 +61,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "tracker": ("seedcast.tracker.commands", "run the BitTorrent tracker in the foreground"),
     "peer": ("seedcast.peer.commands", "run a BitTorrent peer (or viewer agent) in the foreground"),
+    "netem": (
+        "seedcast.netem.commands",
+        "run the relays that emulate delay, jitter and loss between regions",
+    ),
 }
 
 Runner = Callable[[argparse.Namespace, ClusterConfig], int]

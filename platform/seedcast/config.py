@@ -68,6 +68,14 @@ class RegionConfig:
     """Source prefix of viewers in this region, e.g. 127.0.41.0/24."""
     latency_ms: Mapping[str, float] = field(default_factory=dict)
     """One-way latency to other regions, by region name."""
+    loss: Mapping[str, float] = field(default_factory=dict)
+    """One-way loss fraction (0..1) to other regions, by region name (emulated paths)."""
+    last_mile_ms: float = 0.0
+    """One-way delay of this region's viewers' access link (emulated paths)."""
+    last_mile_jitter_ms: float = 0.0
+    """Jitter (uniform, +-) on the access link (emulated paths)."""
+    last_mile_loss: float = 0.0
+    """Loss fraction (0..1) on the access link (emulated paths)."""
 
     def viewer_address(self, index: int) -> str:
         """The address viewer ``index`` (1-based) of this region binds to."""
@@ -146,7 +154,7 @@ class SteeredName:
     name: str
     """A name (or ``*.name`` wildcard) answered with edge addresses."""
     policy: str = "geo"
-    """round-robin | geo | least-loaded | consistent-hash"""
+    """round-robin | geo | least-loaded | consistent-hash | latency (measured RTT, see [netem])"""
     answers: int = 1
     ttl: int = 20
 
@@ -289,6 +297,31 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NetemConfig:
+    """Emulated paths: relays that put the regions' delay, jitter and loss on traffic."""
+
+    enabled: bool = False
+    """Start ``seedcast netem`` with the cluster; the DNS answers relay addresses."""
+    relay_prefix: str = "127.0.120.0/24"
+    """Edge k's relay listens on the k-th address of this prefix (same port as the edge)."""
+    listen: str = _address("127.0.120.254:9120", 9120)
+    """HTTP address of ``seedcast netem``: /metrics, /healthz, GET and PUT /paths."""
+    seed: int = 0
+    """Seed of the relays' random draws (jitter, loss): runs are repeatable."""
+    probe_interval: float = _duration("1s")
+    """How often the DNS measures the path from each region to each edge; 0 = never."""
+    probe_alpha: float = 0.5
+    """Weight of a new RTT sample in the DNS's moving average (0..1]."""
+    switch_margin: float = 0.1
+    """A region moves to another edge only when its RTT is this fraction better."""
+
+    def relay_address(self, index: int, port: int) -> str:
+        """Where edge ``index`` (1-based) is reached through its relay."""
+        network = ipaddress.ip_network(self.relay_prefix)
+        return f"{network.network_address + index}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
 class PrometheusConfig:
     enabled: bool = False
     listen: str = _address("127.0.0.1:9090", 9090)
@@ -307,6 +340,7 @@ class ClusterConfig:
     peers: PeersConfig = field(default_factory=PeersConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    netem: NetemConfig = field(default_factory=NetemConfig)
     source: str = field(default="<built-in>", metadata={"internal": True})
     """Where this config came from, for messages."""
 
@@ -330,6 +364,11 @@ class ClusterConfig:
             if region.contains(address):
                 return region
         return None
+
+    def edge_relay(self, edge: EdgeConfig) -> str:
+        """host:port of ``edge``'s relay (meaningful when ``netem.enabled``)."""
+        index = self.edges.index(edge) + 1
+        return self.netem.relay_address(index, parse_host_port(edge.listen)[1])
 
     def edge(self, name: str) -> EdgeConfig:
         for edge in self.edges:
@@ -521,7 +560,7 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-_POLICIES = ("round-robin", "geo", "least-loaded", "consistent-hash")
+_POLICIES = ("round-robin", "geo", "least-loaded", "consistent-hash", "latency")
 _ALL_DOWN = ("origin", "all-edges", "servfail")
 _ABR_RULES = ("throughput", "bba", "bola")
 
@@ -544,12 +583,20 @@ def _check_references(config: ClusterConfig) -> None:
             fail(
                 f"regions[{index}].viewer_prefix", f'not a network prefix: "{region.viewer_prefix}"'
             )
-        for other in region.latency_ms:
-            if other not in region_names:
-                fail(
-                    f"regions[{index}].latency_ms.{other}",
-                    f'unknown region "{other}" (known: {known})',
-                )
+        for table in ("latency_ms", "loss"):
+            for other in getattr(region, table):
+                if other not in region_names:
+                    fail(
+                        f"regions[{index}].{table}.{other}",
+                        f'unknown region "{other}" (known: {known})',
+                    )
+        for other, fraction in region.loss.items():
+            if fraction > 1:
+                fail(f"regions[{index}].loss.{other}", f"a fraction 0..1, got {fraction}")
+        if region.last_mile_loss > 1:
+            fail(
+                f"regions[{index}].last_mile_loss", f"a fraction 0..1, got {region.last_mile_loss}"
+            )
     edge_names = [edge.name for edge in config.edges]
     for index, edge in enumerate(config.edges):
         if region_names and edge.region not in region_names:
@@ -575,6 +622,12 @@ def _check_references(config: ClusterConfig) -> None:
             "dns.all_down",
             f'unknown policy "{config.dns.all_down}" (known: {", ".join(_ALL_DOWN)})',
         )
+    try:
+        ipaddress.ip_network(config.netem.relay_prefix)
+    except ValueError:
+        fail("netem.relay_prefix", f'not a network prefix: "{config.netem.relay_prefix}"')
+    if not 0 < config.netem.probe_alpha <= 1:
+        fail("netem.probe_alpha", f"must be in (0, 1], got {config.netem.probe_alpha}")
     for index, name in enumerate(config.dns.names):
         if name.answers < 1:
             fail(f"dns.names[{index}].answers", f"must be at least 1, got {name.answers}")

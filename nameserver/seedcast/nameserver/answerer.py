@@ -182,6 +182,10 @@ def _ecs_valid(data: bytes) -> bool:
     return not (address and spare and address[-1] & ((1 << spare) - 1))
 
 
+_BY_REGION = frozenset({"geo", "latency"})
+"""Policies that answer by the client's region (source address or client subnet)."""
+
+
 class Answerer:
     """Answers queries for the config's zones; see the module docstring.
 
@@ -324,7 +328,7 @@ class Answerer:
     def _select(self, plan: _Plan, client: str, ecs: bytes | None) -> Selection:
         steered = plan.steered
         assert steered is not None
-        if steered.policy != "geo":
+        if steered.policy not in _BY_REGION:
             return self.steering.select(steered, plan.owner, plan.version, self.rng)
         if ecs is not None:
             family = ecs[0] << 8 | ecs[1]

@@ -8,7 +8,7 @@ probe results, the answer-cache, TCP connections and a latency histogram.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -16,6 +16,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from seedcast.nameserver.delays import DelayRow
 from seedcast.nameserver.health import EdgeHealth, EdgeState
 from seedcast.nameserver.statistics import AnswererStatistics, HistogramSnapshot
 
@@ -30,6 +31,7 @@ class NameServerSnapshot:
     udp_send_errors: int
     tcp_evicted: int = 0
     tcp_refused: int = 0
+    delays: list[DelayRow] = field(default_factory=list)
 
 
 def families(snapshot: NameServerSnapshot) -> Iterable[Metric]:
@@ -147,6 +149,34 @@ def families(snapshot: NameServerSnapshot) -> Iterable[Metric]:
         "UDP responses the kernel would not take",
         value=snapshot.udp_send_errors,
     )
+    yield from delay_families(snapshot.delays)
+
+
+def delay_families(rows: Iterable[DelayRow]) -> Iterable[Metric]:
+    """Measured path figures per client prefix and edge (the latency policy's inputs)."""
+    labels = ["region", "prefix", "edge"]
+    rtt = GaugeMetricFamily(
+        "seedcast_dns_path_rtt_seconds",
+        "Moving-average round-trip time from a region's clients to an edge",
+        labels=labels,
+    )
+    loss = GaugeMetricFamily(
+        "seedcast_dns_path_loss_ratio", "Moving-average probe loss", labels=labels
+    )
+    probes = CounterMetricFamily(
+        "seedcast_dns_path_probes", "Path probes by result", labels=[*labels, "result"]
+    )
+    chosen = GaugeMetricFamily(
+        "seedcast_dns_path_chosen", "1 for the edge a region is sent to", labels=labels
+    )
+    for row in rows:
+        key = [row.region, row.prefix, row.edge]
+        rtt.add_metric(key, row.rtt)
+        loss.add_metric(key, row.loss)
+        probes.add_metric([*key, "ok"], row.samples - row.lost)
+        probes.add_metric([*key, "lost"], row.lost)
+        chosen.add_metric(key, 1.0 if row.chosen else 0.0)
+    yield from (rtt, loss, probes, chosen)
 
 
 def producer(snapshot: Callable[[], NameServerSnapshot]) -> Callable[[], Iterable[Metric]]:

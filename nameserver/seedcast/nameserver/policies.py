@@ -11,7 +11,10 @@ The policies are pure functions of the candidate edges and their inputs
   ``1 / (1 + load)``;
 - geo (in :class:`Steering`) walks the regions by the latency table from the
   client's region and answers from the nearest one with an eligible edge,
-  rotating within it.
+  rotating within it;
+- latency answers the client's region with the eligible edge of lowest
+  *measured* delay (:class:`seedcast.nameserver.delays.MeasuredDelays`, fed by
+  the path prober; the config table is only its starting point).
 
 :class:`Steering` holds the little state these need (turn counters per name,
 a memo of hash choices keyed by the health generation), asks the
@@ -32,6 +35,7 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from seedcast.config import ClusterConfig, RegionConfig, SteeredName
+from seedcast.nameserver.delays import MeasuredDelays
 from seedcast.nameserver.health import HealthTracker
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -45,6 +49,7 @@ class Policy(StrEnum):
     GEO = "geo"
     LEAST_LOADED = "least-loaded"
     CONSISTENT_HASH = "consistent-hash"
+    LATENCY = "latency"
 
 
 class AllDown(StrEnum):
@@ -260,9 +265,13 @@ def advertised_host(url: str) -> str:
 
 
 def edges_from_config(config: ClusterConfig) -> list[Edge]:
+    """The edges as answered: their relays' addresses when ``netem.enabled``."""
     edges = []
     for edge in config.edges:
-        host = advertised_host(edge.url)
+        if config.netem.enabled:
+            host = advertised_host(f"http://{config.edge_relay(edge)}")
+        else:
+            host = advertised_host(edge.url)
         edges.append(Edge(edge.name, host, edge.region, ipaddress.ip_address(host).version))
     return edges
 
@@ -284,9 +293,11 @@ class Steering:
         health: HealthTracker,
         all_down: str = AllDown.ORIGIN,
         origin_address: str | None = None,
+        delays: MeasuredDelays | None = None,
     ) -> None:
         self.edges = tuple(edges)
         self.health = health
+        self.delays = delays
         self.all_down = AllDown(all_down)
         self.origin_address = origin_address
         self._orders = {region.name: region_order(regions, region.name) for region in regions}
@@ -295,7 +306,7 @@ class Steering:
         self._turns: dict[tuple[str, int, str | None], int] = {}
         self._pools: dict[int, tuple[int, tuple[Edge, ...]]] = {}
         self._rotations: dict[
-            tuple[str, int, str | None, int, int], tuple[int, list[Selection]]
+            tuple[str, int, str | None, int, int], tuple[tuple[int, int], list[Selection]]
         ] = {}
         self._hash_memo: dict[tuple[str, int, int, int], Selection] = {}
 
@@ -308,6 +319,7 @@ class Steering:
             health=health,
             all_down=config.dns.all_down,
             origin_address=origin_host,
+            delays=MeasuredDelays.from_config(config),
         )
 
     def pool(self, version: int) -> tuple[Edge, ...]:
@@ -359,7 +371,7 @@ class Steering:
             loads = {edge.name: self.health.load(edge.name) for edge in pool}
             return self._build(least_loaded(pool, loads, count, rng), 0)
         group: str | None = None
-        if policy is Policy.GEO:
+        if policy is Policy.GEO or policy is Policy.LATENCY:
             # An unknown client (no region) gets every eligible edge in turn, but the
             # scope still says for which block of addresses that decision holds.
             group = region if region in self._orders else None
@@ -367,8 +379,9 @@ class Steering:
             scope = 0
         rotation_key = (steered.name, version, group, scope, count)
         memo = self._rotations.get(rotation_key)
-        if memo is None or memo[0] != generation:
-            memo = (generation, self._rotation(version, group, scope, count))
+        measured = self.delays.generation if self.delays is not None else 0
+        if memo is None or memo[0] != (generation, measured):
+            memo = ((generation, measured), self._rotation(version, group, scope, count, policy))
             self._rotations[rotation_key] = memo
         rotation = memo[1]
         if len(rotation) == 1:
@@ -409,12 +422,18 @@ class Steering:
             all_down=all_down,
         )
 
-    def _rotation(self, version: int, group: str | None, scope: int, count: int) -> list[Selection]:
+    def _rotation(
+        self, version: int, group: str | None, scope: int, count: int, policy: Policy
+    ) -> list[Selection]:
         """Every answer round-robin can give, in turn order, for a region (or all edges)."""
         fallback = self._fallback(version)
         if fallback is not None:
             return [fallback]
         pool = self._candidates(version)
+        if policy is Policy.LATENCY and group is not None and self.delays is not None:
+            names = self.delays.choose(group, [edge.name for edge in pool], count)
+            if names:
+                return [self._build([self._by_name[name] for name in names], scope)]
         if group is not None:
             for candidate_region in self._orders[group]:
                 local = tuple(edge for edge in pool if edge.region == candidate_region)

@@ -37,6 +37,7 @@ from seedcast.metrics import StatisticsCollector, new_registry
 from seedcast.nameserver.answerer import Answerer, Transport
 from seedcast.nameserver.health import EdgeState
 from seedcast.nameserver.metrics import NameServerSnapshot, producer
+from seedcast.nameserver.path_prober import PathProber, path_targets, uses_latency_policy
 from seedcast.nameserver.prober import HealthProber, ProbeTarget
 from seedcast.nameserver.statistics import LatencyHistogram
 from seedcast.units import parse_host_port
@@ -111,6 +112,19 @@ class NameServer:
             path=settings.health_path,
         )
         self.probing = probe and settings.health_interval > 0 and bool(config.edges)
+        steering = self.answerer.steering
+        self.delays = steering.delays
+        self.path_prober: PathProber | None = None
+        if (
+            probe
+            and self.delays is not None
+            and config.netem.probe_interval > 0
+            and uses_latency_policy(config)
+        ):
+            advertised = [(edge.name, edge.address) for edge in steering.edges]
+            self.path_prober = PathProber(
+                path_targets(config, advertised), self.delays, interval=config.netem.probe_interval
+            )
         self.registry = new_registry("dns", name)
         StatisticsCollector(self.registry, producer(self.snapshot))
         self._rate_mark: tuple[float, int] = (time.monotonic(), 0)
@@ -127,6 +141,7 @@ class NameServer:
             udp_send_errors=self.udp_send_errors,
             tcp_evicted=self.tcp_evicted,
             tcp_refused=self.tcp_refused,
+            delays=self.delays.rows() if self.delays is not None else [],
         )
 
     def status(self) -> dict[str, float | int | str]:
@@ -198,6 +213,8 @@ class NameServer:
                 bound = await nursery.start(http.serve, [self.metrics_listen])
                 if self.probing:
                     nursery.start_soon(self.prober.run)
+                if self.path_prober is not None:
+                    nursery.start_soon(self.path_prober.run)
                 metrics_host, metrics_port = bound[0]
                 self.addresses = [_format(host, port), _format(metrics_host, metrics_port)]
                 log.info(

@@ -56,14 +56,26 @@ upload = {options.edge_up:.0f}
 """
         for index in range(1, options.edges + 1)
     )
+    last_mile = f"last_mile_ms = {options.rtt_ms / 2:g}\n" if options.rtt_ms > 0 else ""
     regions = "".join(
         f"""
 [[regions]]
 name = "{name}"
 viewer_prefix = "{addresses.region_prefix(number)}"
 latency_ms = {{ {", ".join(f"{other} = 40" for other in REGIONS if other != name)} }}
-"""
+{last_mile}"""
         for number, name in enumerate(REGIONS)
+    )
+    # Relays (and the netem process) live in the DNS's /24, above its own address.
+    netem = (
+        f"""
+[netem]
+enabled = true
+relay_prefix = "{addresses.net(3, 96)}/27"
+listen = "{addresses.net(3, 126)}:19120"
+"""
+        if options.rtt_ms > 0
+        else ""
     )
     return f"""
 [cluster]
@@ -96,7 +108,7 @@ listen_prefix = "{addresses.net(5, 0)}/24"
 prefetch_seconds = {options.prefetch_seconds}
 urgent_seconds = {options.urgent_seconds}
 max_connections = {options.max_connections}
-"""
+{netem}"""
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -191,8 +203,10 @@ async def run_strategy(
             roles += [(f"edge-{index}", "edge") for index in range(1, options.edges + 1)]
             if strategy == "hybrid":
                 roles.append(("tracker", "tracker"))
+            if options.rtt_ms > 0:
+                roles.append(("netem", "netem"))
             await _start_roles(cluster, config, roles)
-            await _wait_dns(addresses, options.edges)
+            await _wait_dns(addresses, options.edges, relays=options.rtt_ms > 0)
             counter_urls = {
                 "edges": [
                     f"http://{addresses.edge(index)}/metrics"
@@ -282,6 +296,7 @@ async def run_strategy(
     record.update(record_extra)
     record["regions"] = list(REGIONS)
     record["workers"] = len(jobs)
+    record["rtt_ms"] = options.rtt_ms
     if state.errors:
         record["run_errors"] = state.errors[:5]
     return record
@@ -355,12 +370,18 @@ def _jobs(
     return jobs
 
 
-async def _wait_dns(addresses: Addresses, edges: int) -> None:
-    """Until the DNS answers a viewer of every region with an edge (health checks passed)."""
+async def _wait_dns(addresses: Addresses, edges: int, *, relays: bool = False) -> None:
+    """Until the DNS answers a viewer of every region with an edge (health checks passed).
+
+    With ``relays`` (an emulated RTT) the answers are the edges' relay addresses.
+    """
     from seedcast.bench.streaming import REGIONS
     from seedcast.resolver import StubResolver
 
-    edge_hosts = {addresses.edge(index).rsplit(":", 1)[0] for index in range(1, edges + 1)}
+    edge_hosts = {
+        addresses.net(3, 96 + index) if relays else addresses.edge(index).rsplit(":", 1)[0]
+        for index in range(1, edges + 1)
+    }
     pending = set(range(len(REGIONS)))
     last = "no answer"
     with trio.move_on_after(DNS_TIMEOUT):

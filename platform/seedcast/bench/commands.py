@@ -38,6 +38,10 @@ MODES: dict[str, tuple[str, str]] = {
         "seedcast.bench.distribution",
         "client-server vs CDN vs P2P vs hybrid against the bound",
     ),
+    "netem": (
+        "seedcast.bench.netem",
+        "emulated paths: curl RTT and UDP loss vs the configured figures",
+    ),
     "streaming": (
         "seedcast.bench.streaming",
         "Poisson viewers, cdn vs hybrid: startup, stalls, P2P share",

@@ -124,6 +124,8 @@ class StreamingOptions:
     port: int = 18080
     run_timeout: float = 0.0
     """Longest a strategy's run may take; 0 = last arrival + 2 x watch time + 60 s."""
+    rtt_ms: float = 0.0
+    """Emulated RTT between viewers and edges (``seedcast netem`` relays); 0 = none."""
 
     @property
     def watch_time(self) -> float:
@@ -495,6 +497,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="0",
         help="time bound of each strategy's run (default 0 = last arrival + 2 x watch + 60 s)",
     )
+    parser.add_argument(
+        "--rtt",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="emulated RTT between viewers and edges, through netem relays (default 0 = none)",
+    )
     parser.add_argument("--out", default="bench-streaming", metavar="DIR", help="output folder")
     parser.add_argument(
         "--workdir", metavar="DIR", default=None, help="scratch folder (default: a temp dir)"
@@ -528,6 +537,7 @@ def options_from_args(args: argparse.Namespace) -> StreamingOptions:
             seed=args.seed,
             block=args.block,
             run_timeout=parse_duration(args.run_timeout),
+            rtt_ms=args.rtt,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None

@@ -116,6 +116,11 @@ def netns_config(
     moved = AddressMap(subnet)
     replace = dataclasses.replace
     zero_caps = shaping is Shaping.TC
+    if config.netem.enabled:
+        raise ConfigError(
+            "netem.enabled: emulated paths (seedcast netem relays) work in the loopback "
+            "mode only; --netns does not place the relays yet"
+        )
     regions = tuple(
         replace(
             region,
@@ -169,6 +174,11 @@ def netns_config(
         config.prometheus,
         listen=moved.host_port(config.prometheus.listen, "prometheus.listen"),
     )
+    netem = replace(
+        config.netem,
+        relay_prefix=moved.prefix(config.netem.relay_prefix, "netem.relay_prefix"),
+        listen=moved.host_port(config.netem.listen, "netem.listen"),
+    )
     return replace(
         config,
         regions=regions,
@@ -178,6 +188,7 @@ def netns_config(
         tracker=tracker,
         peers=peers,
         prometheus=prometheus,
+        netem=netem,
     )
 
 

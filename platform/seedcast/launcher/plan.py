@@ -2,7 +2,8 @@
 
 :func:`plan_cluster` turns a resolved config into :class:`ProcessSpec` rows:
 origin, dns, tracker, the edges, one seeding peer and the viewers (peers
-started with ``--agent``), plus Prometheus when asked. What cannot start is
+started with ``--agent``), plus the path relays (``seedcast netem``) when
+``netem.enabled`` and Prometheus when asked. What cannot start is
 skipped with a note: the seeding peer when no video is published, Prometheus
 when its binary is missing. Planning imports none of the roles (``up`` stays
 quick); a test parses every planned command line with the real CLI.
@@ -140,6 +141,16 @@ def plan_cluster(
             tier=Tier.NAMES,
         ),
     ]
+    if config.netem.enabled:
+        processes.append(
+            ProcessSpec(
+                "netem",
+                "netem",
+                _role_argv("netem", config_file, "netem", config.netem.listen),
+                config.netem.listen,
+                tier=Tier.CORE,
+            )
+        )
     skipped: list[str] = []
     for edge in config.edges:
         processes.append(

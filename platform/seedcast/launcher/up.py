@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -81,6 +82,12 @@ def configure_up(parser: argparse.ArgumentParser) -> None:
         help="with --demo: stop the cluster after the summary instead of waiting for Ctrl-C",
     )
     parser.add_argument(
+        "--netem",
+        action="store_true",
+        help="emulated paths: the regions' delay, jitter and loss on every viewer-to-edge "
+        "connection, through relays the DNS answers (same as [netem] enabled = true)",
+    )
+    parser.add_argument(
         "--netns",
         action="store_true",
         help="root, Linux: every node in its own network namespace (10.77.0.0/16, veth pairs "
@@ -104,6 +111,8 @@ def prepare_config(args: argparse.Namespace, config: ClusterConfig) -> ClusterCo
         if args.peers < 0 or args.peers > 250:
             raise UsageError(f"--peers {args.peers}: use 0 to 250")
         config = config.with_peer_count(args.peers)
+    if getattr(args, "netem", False):
+        config = dataclasses.replace(config, netem=dataclasses.replace(config.netem, enabled=True))
     return absolute_dirs(config)
 
 

@@ -127,12 +127,25 @@ def test_plan_of_a_full_cluster(monkeypatch: pytest.MonkeyPatch, config: Cluster
     assert by_name["dns"].metrics == "127.0.53.1:9153"
 
 
-def test_every_planned_command_line_parses(
+def test_netem_adds_the_relay_process(
     monkeypatch: pytest.MonkeyPatch, config: ClusterConfig
+) -> None:
+    config = dataclasses.replace(config, netem=dataclasses.replace(config.netem, enabled=True))
+    by_name = {spec.name: spec for spec in _plan(monkeypatch, config).processes}
+    netem = by_name["netem"]
+    assert netem.argv[3] == "netem"
+    assert netem.address == "127.0.120.254:9120"
+    assert config.edge_relay(config.edges[1]) == "127.0.120.2:8080"
+
+
+@pytest.mark.parametrize("netem", [False, True])
+def test_every_planned_command_line_parses(
+    monkeypatch: pytest.MonkeyPatch, config: ClusterConfig, netem: bool
 ) -> None:
     """The plan names options without asking the roles: the real CLI must accept them all."""
     from seedcast.cli import build_parser
 
+    config = dataclasses.replace(config, netem=dataclasses.replace(config.netem, enabled=netem))
     plan = _plan(monkeypatch, config)
     for spec in plan.processes:
         assert spec.argv[:3] == (sys.executable, "-m", "seedcast")
