@@ -652,5 +652,12 @@ def to_mapping(value: Any) -> Any:
 
 
 def to_toml(config: ClusterConfig) -> str:
-    """The resolved config as TOML that :func:`load_config` reads back unchanged."""
-    return f"# resolved from {config.source}\n" + tomli_w.dumps(to_mapping(config))
+    """The resolved config as TOML that :func:`load_config` reads back unchanged.
+
+    A switched-off ``[netem]`` left at its defaults is omitted: its loopback relay
+    addresses mean nothing to a cluster that runs no relays (e.g. in containers).
+    """
+    mapping = to_mapping(config)
+    if config.netem == NetemConfig():
+        del mapping["netem"]
+    return f"# resolved from {config.source}\n" + tomli_w.dumps(mapping)
