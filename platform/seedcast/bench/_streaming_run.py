@@ -55,40 +55,16 @@ upload = {options.edge_up:.0f}
 """
         for index in range(1, options.edges + 1)
     )
-    regions = "".join(
-        f"""
-[[regions]]
-name = "{name}"
-viewer_prefix = "{addresses.region_prefix(number)}"
-latency_ms = {{ {", ".join(f"{other} = 40" for other in REGIONS if other != name)} }}
-"""
-        for number, name in enumerate(REGIONS)
-    )
     return f"""
 [cluster]
 name = "bench-streaming-{addresses.block}"
 data_dir = "{data_dir}"
 run_dir = "{run_dir}"
-{regions}
+{addresses.regions_toml(REGIONS)}
 [origin]
 listen = "{addresses.origin}"
 upload = {options.origin_up:.0f}
-{edges}
-[dns]
-listen = "{addresses.dns}"
-metrics_listen = "{addresses.net(3, 1)}:19153"
-health_interval = "500ms"
-health_timeout = "300ms"
-zones = [
-  {{ origin = "netcinema.test", records = ["video 300 IN CNAME video.kingcdn.test."] }},
-  {{ origin = "kingcdn.test" }},
-]
-
-[tracker]
-listen = "{addresses.tracker.removeprefix("http://").removesuffix("/announce")}"
-interval = "5s"
-min_interval = "1s"
-
+{edges}{addresses.services_toml()}
 [peers]
 count = 0
 listen_prefix = "{addresses.net(5, 0)}/24"

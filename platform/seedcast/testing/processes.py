@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from seedcast.errors import SeedcastError
@@ -29,6 +29,7 @@ __all__ = [
     "STOP_TIMEOUT",
     "RoleProcess",
     "check_seedcast",
+    "interrupt_after",
     "processes_mentioning",
     "run_seedcast",
     "seedcast_command",
@@ -90,6 +91,38 @@ def check_seedcast(
             f"seedcast {' '.join(args)} exited {completed.returncode}: {' | '.join(tail)}"
         )
     return completed
+
+
+def interrupt_after(
+    command: Sequence[str], until: Callable[[str], bool], *, timeout: float = 30
+) -> tuple[int, str]:
+    """Run ``command``, read its stderr until a line satisfies ``until``, then Ctrl-C it.
+
+    Returns the exit code (bounded by ``timeout`` after the SIGINT) and all of
+    stderr. Raises AssertionError when stderr ends before such a line. The
+    process never outlives the call.
+    """
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    seen: list[str] = []
+    try:
+        assert process.stderr is not None
+        for raw in process.stderr:
+            seen.append(raw.decode(errors="replace"))
+            if until(seen[-1]):
+                break
+        else:
+            raise AssertionError("no awaited line before the end: " + "".join(seen[-5:]))
+        process.send_signal(signal.SIGINT)
+        seen.append(process.stderr.read().decode(errors="replace"))
+        return process.wait(timeout=timeout), "".join(seen)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 class RoleProcess:
