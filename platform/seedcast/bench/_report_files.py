@@ -10,11 +10,23 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
+import platform
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 _DPI = 110
+
+
+def machine() -> dict[str, Any]:
+    """What a report records about the machine it ran on (CPUs, Python, system, load)."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "loadavg_at_start": os.getloadavg()[0],
+    }
 
 
 def atomic_write(path: Path, text: str) -> None:
