@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from seedcast.errors import SeedcastError
 from seedcast.launcher.state import pid_alive
@@ -33,6 +34,7 @@ __all__ = [
     "processes_mentioning",
     "run_seedcast",
     "seedcast_command",
+    "stop_process",
 ]
 
 START_TIMEOUT = 30.0
@@ -91,6 +93,18 @@ def check_seedcast(
             f"seedcast {' '.join(args)} exited {completed.returncode}: {' | '.join(tail)}"
         )
     return completed
+
+
+def stop_process(process: subprocess.Popen[Any], grace: float, number: int = signal.SIGTERM) -> int:
+    """Send ``number`` to ``process`` if it still runs, give it ``grace`` seconds, then
+    SIGKILL; returns its exit code (it is always waited for)."""
+    if process.poll() is None:
+        process.send_signal(number)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait(grace)
 
 
 def interrupt_after(
@@ -213,15 +227,9 @@ class RoleProcess:
         process = self.process
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
+        code = stop_process(process, STOP_TIMEOUT)
         self._join()
-        return process.returncode
+        return code
 
     def _join(self) -> None:
         if self._reader is not None:
