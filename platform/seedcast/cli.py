@@ -44,10 +44,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("seedcast.launcher.up", "start a local cluster and supervise it"),
     "status": ("seedcast.launcher.status", "show the processes of the running cluster"),
     "down": ("seedcast.launcher.down", "stop the running cluster"),
-    "play": ("seedcast.player.commands", "stream a video with the headless ABR player"),
+    "play": ("seedcast.agent.commands", "stream a video with the headless ABR player"),
     "bench": (
         "seedcast.bench.commands",
         "benchmarks and load tests (http, edge, dns, swarm, distribution, streaming)",
+    ),
+    "simulate": (
+        "seedcast.sim.commands",
+        "simulate the benches at internet scale (distribution, streaming, calibrate)",
     ),
     "origin": ("seedcast.origin.commands", "run the origin HTTP server in the foreground"),
     "edge": ("seedcast.edge.commands", "run a CDN edge cache in the foreground"),

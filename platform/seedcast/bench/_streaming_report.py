@@ -33,6 +33,7 @@ STREAMING_CSV_COLUMNS = (
     "finished",
     "failed",
     "startup_median_s",
+    "startup_p90_s",
     "startup_p95_s",
     "join_median_s",
     "join_p95_s",
@@ -49,6 +50,9 @@ STREAMING_CSV_COLUMNS = (
     "edge_egress_bytes",
     "origin_egress_bytes",
     "cdn_offload",
+    "download_ratio_max",
+    "download_ratio_median",
+    "wasted_bytes_total",
     "cpu_share",
     "system_busy",
     "loadavg_after",
@@ -81,6 +85,7 @@ def _csv_row(record: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **record,
         **{f"bytes_{key}": received.get(key, 0) for key in ("peers", "edges", "origin", "total")},
+        "wasted_bytes_total": sum((record.get("wasted_bytes") or {}).values()),
     }
 
 
@@ -218,7 +223,8 @@ def _html(
     qoe_rows = "".join(
         f"<tr><td>{html.escape(str(r['strategy']))}</td><td>{r['viewers']}</td>"
         f"<td>{r['finished']}</td><td>{r['failed']}</td>"
-        f"<td>{cell(r.get('startup_median_s'))}</td><td>{cell(r.get('startup_p95_s'))}</td>"
+        f"<td>{cell(r.get('startup_median_s'))}</td><td>{cell(r.get('startup_p90_s'))}</td>"
+        f"<td>{cell(r.get('startup_p95_s'))}</td>"
         f"<td>{cell(r.get('join_median_s'))}</td><td>{cell(r.get('join_p95_s'))}</td>"
         f"<td>{cell(r.get('stall_ratio'), '{:.2%}')}</td><td>{r.get('stalled_viewers', 0)}</td>"
         f"<td>{cell(r.get('avg_bitrate_kbps'), '{:.0f}')}</td>"
@@ -234,14 +240,16 @@ def _html(
         + f"<td>{cell(r.get('p2p_share'), '{:.1%}')}</td>"
         f"<td>{_mib(r.get('cdn_egress_bytes'))}</td><td>{_mib(r.get('origin_egress_bytes'))}</td>"
         f"<td>{cell(r.get('cdn_offload'), '{:.1%}')}</td>"
-        f"<td>{_mib((r.get('agents') or {}).get('uploaded'))}</td></tr>"
+        f"<td>{_mib((r.get('agents') or {}).get('uploaded'))}</td>"
+        f"<td>{cell(r.get('download_ratio_max'), '{:.3f}')}</td>"
+        f"<td>{_mib(sum((r.get('wasted_bytes') or {}).values()) if r.get('wasted_bytes') is not None else None)}</td></tr>"
         for r in records
     )
     images = "".join(f'<p><img src="{name}" alt="{name}"></p>' for name in plots)
     body = f"""<ul>{items}</ul>
 <h2>Quality of experience</h2>
 <table><tr><th>strategy</th><th>V</th><th>finished</th><th>failed</th>
-<th>startup median (s)</th><th>startup p95 (s)</th><th>join median (s)</th><th>join p95 (s)</th>
+<th>startup median (s)</th><th>startup p90 (s)</th><th>startup p95 (s)</th><th>join median (s)</th><th>join p95 (s)</th>
 <th>stall ratio</th><th>viewers who stalled</th><th>avg bitrate (kbit/s)</th>
 <th>machine busy</th></tr>
 {qoe_rows}</table>
@@ -251,11 +259,14 @@ included. Stall ratio: stall time / play time over all viewers.</p>
 <h2>Bytes by source (MiB) and CDN egress</h2>
 <table><tr><th>strategy</th><th>V</th><th>from peers</th><th>from edges</th><th>from origin</th>
 <th>total</th><th>P2P share</th><th>CDN egress</th><th>origin egress</th><th>CDN offload</th>
-<th>viewers uploaded</th></tr>
+<th>viewers uploaded</th><th>downloaded / played (worst viewer)</th><th>wasted</th></tr>
 {bytes_rows}</table>
 <p>From peers / edges / origin: what the players received, by the source the bytes came from.
 CDN egress: the edges' response bytes from their /metrics (plus origin bytes served to
 viewers directly); origin egress is mostly the edges' cache fills. CDN offload = 1 - CDN
-egress / bytes the players received.</p>
+egress / bytes the players received. Downloaded / played: the bytes a hybrid viewer's agent
+received (peers' piece data and the edge's bodies) per byte its player played, for the worst
+viewer; wasted: downloaded bytes not needed (blocks or pieces that arrived twice or belong to
+a piece never finished, failed hashes, bytes outside the range asked for).</p>
 {images}"""
     return page(title, body, config, errors)
