@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 import os
 import platform
 from collections.abc import Iterable, Mapping, Sequence
@@ -87,9 +86,9 @@ def error_section(errors: Sequence[str]) -> str:
     return f"<h2>Runs that failed</h2><ul>{items}</ul>"
 
 
-def page(title: str, body: str, config: Mapping[str, Any], errors: Sequence[str]) -> str:
-    """The whole HTML page: head and style, ``body``, failed runs, then the configuration."""
-    config_text = html.escape(json.dumps(dict(config), indent=2, default=str))
+def page(title: str, body: str, errors: Sequence[str]) -> str:
+    """The whole HTML page: head and style, ``body``, failed runs, then where the
+    configuration is (results.json beside the page holds it once, with the runs)."""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:64em;margin:2em auto}}
@@ -98,6 +97,8 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;
 <h1>{html.escape(title)}</h1>
 {body}
 {error_section(errors)}
-<h2>Configuration</h2><pre>{config_text}</pre>
+<h2>Configuration</h2>
+<p>The options, the machine and the definitions of this report are the <code>config</code>
+of <a href="results.json">results.json</a>, beside its runs.</p>
 </body></html>
 """

@@ -67,17 +67,16 @@ def is_streaming(record: Mapping[str, Any]) -> bool:
 
 def write_streaming(
     out: Path,
-    config: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]],
     *,
     title: str,
-    errors: Sequence[str] = (),
-    prefix: str = "",
+    errors: Sequence[str],
+    prefix: str,
 ) -> None:
     """Write ``<prefix>results.csv``, the plots and ``<prefix>report.html`` for ``records``."""
     write_csv(out / f"{prefix}results.csv", STREAMING_CSV_COLUMNS, map(_csv_row, records))
     plots = _plot(out, records, prefix)
-    atomic_write(out / f"{prefix}report.html", _html(title, config, records, plots, errors))
+    atomic_write(out / f"{prefix}report.html", _html(title, records, plots, errors))
 
 
 def _csv_row(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,7 +194,6 @@ def _mib(value: Any) -> str:
 
 def _html(
     title: str,
-    config: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]],
     plots: list[str],
     errors: Sequence[str],
@@ -269,4 +267,4 @@ received (peers' piece data and the edge's bodies) per byte its player played, f
 viewer; wasted: downloaded bytes not needed (blocks or pieces that arrived twice or belong to
 a piece never finished, failed hashes, bytes outside the range asked for).</p>
 {images}"""
-    return page(title, body, config, errors)
+    return page(title, body, errors)

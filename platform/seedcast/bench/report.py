@@ -78,7 +78,7 @@ def write_results(
     if streaming:  # seedcast bench streaming: its own table and plots, same files
         records = [record for record in records if record.get("kind") != "streaming"]
         prefix = "streaming-" if records else ""
-        write_streaming(out, config, streaming, title=title, errors=errors, prefix=prefix)
+        write_streaming(out, streaming, title=title, errors=errors, prefix=prefix)
         if not records:
             return
     write_csv(
@@ -410,7 +410,7 @@ def _html(
 {images}
 {scale_text}
 {bytes_table}"""
-    return page(title, body, config, errors)
+    return page(title, body, errors)
 
 
 def progress_bar(console: Any) -> Any:

@@ -291,6 +291,9 @@ def test_streaming_records_make_their_own_report(tmp_path: Path) -> None:
     page = (tmp_path / "report.html").read_text()
     assert "P2P share at V=1: hybrid carried 90.0%" in page
     assert "hybrid V=9: boom" in page
+    # The configuration is kept once, in results.json, and the page points there.
+    assert '<a href="results.json">' in page
+    assert '"viewers"' not in page.replace("&quot;", '"')
     for name in ("startup_cdf.png", "bytes_by_source.png", "per_viewer.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     assert not (tmp_path / "distribution_time.png").exists()
