@@ -28,7 +28,8 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +37,18 @@ from typing import Any, BinaryIO
 
 import trio
 from seedcast.bench._worker import LineReader
-from seedcast.errors import SeedcastError
+from seedcast.errors import ProtocolError, SeedcastError, TransportError
 
-__all__ = ["RunCluster", "SystemCpu", "Worker", "cpu_seconds", "open_run_cluster"]
+__all__ = [
+    "RunCluster",
+    "SystemCpu",
+    "Worker",
+    "WorkerRoll",
+    "cpu_seconds",
+    "measure_run",
+    "open_run_cluster",
+    "scrape_counter",
+]
 
 log = logging.getLogger("seedcast.bench")
 
@@ -108,6 +118,10 @@ class RunCluster:
     @property
     def pids(self) -> list[int]:
         return [child.process.pid for child in self._children if child.process.returncode is None]
+
+    @property
+    def worker_names(self) -> list[str]:
+        return [child.name for child in self._children if not child.role]
 
     def process_names(self) -> dict[int, str]:
         return {child.process.pid: child.name for child in self._children}
@@ -218,6 +232,12 @@ class RunCluster:
                     return []
         return []
 
+    def tails(self, names: Sequence[str]) -> str:
+        """The last log lines of the processes ``names``, to append to an error message."""
+        return "".join(
+            f" [{name}: {' | '.join(tail[-3:])}]" for name in names if (tail := self.tail(name))
+        )
+
     async def stop_all(self) -> None:
         """Workers: EOF, then wait; roles: SIGTERM; after the grace period SIGKILL. Waits for all."""
         self._stopping = True
@@ -239,6 +259,137 @@ class RunCluster:
         for child in self._children:
             await child.process.wait()
             child.log_file.close()
+
+
+@dataclass(slots=True)
+class WorkerRoll:
+    """A run's workers as their ``ready``, ``error`` and ``exit`` lines tell it.
+
+    Each benchmark's run state hands it those lines (:meth:`note`) and keeps
+    its own events for the rest of its protocol.
+    """
+
+    expected: int
+    """How many workers the run starts (0 until it knows)."""
+    ready: set[str] = field(default_factory=set)
+    all_ready: trio.Event = field(default_factory=trio.Event)
+    """Set when every worker is ready, or one exited before it was."""
+    exited: set[str] = field(default_factory=set)
+    all_exited: trio.Event = field(default_factory=trio.Event)
+    errors: list[str] = field(default_factory=list)
+
+    def note(self, worker: str, message: Mapping[str, Any], *, busy: bool, work: str) -> None:
+        """Take a ``ready``/``error``/``exit`` line (others are ignored).
+
+        ``busy``: the run still needs the worker's ``work`` (e.g. "clients"),
+        so a ready worker exiting now is an error.
+        """
+        event = message.get("event")
+        if event == "ready":
+            self.ready.add(worker)
+            if len(self.ready) >= self.expected:
+                self.all_ready.set()
+        elif event == "error":
+            self.errors.append(f"{worker}: {message.get('message')}")
+        elif event == "exit":
+            self.exited.add(worker)
+            if len(self.exited) >= self.expected:
+                self.all_exited.set()
+            if worker not in self.ready:
+                self.errors.append(f"{worker} exited before it was ready")
+                self.all_ready.set()
+            elif busy:
+                self.errors.append(f"{worker} exited before its {work} finished")
+
+    async def wait_ready(self, cluster: RunCluster, timeout: float, what: str) -> None:
+        """Wait until every worker is ready; raises SeedcastError (with log tails) if not."""
+        with trio.move_on_after(timeout):
+            await self.all_ready.wait()
+        if self.errors or len(self.ready) < self.expected:
+            raise SeedcastError(
+                f"{what} workers did not get ready: "
+                + ("; ".join(self.errors) or "timed out")
+                + cluster.tails(cluster.worker_names)
+            )
+
+
+async def measure_run(
+    cluster: RunCluster,
+    workers: Sequence[Worker],
+    roll: WorkerRoll,
+    done: trio.Event,
+    timeout: float,
+    show: Callable[[], None],
+) -> dict[str, Any]:
+    """Start ``workers`` together, wait for ``done`` (at most ``timeout`` s), measure the run.
+
+    ``show()`` draws the progress 4 times a second and once at the end. A role
+    that dies sets ``done`` and adds to ``roll.errors``. Returns wall time,
+    whether the timeout stopped it, CPU seconds and share, machine load and PIDs.
+    """
+    pids = cluster.pids
+    start_at = time.time() + 0.5
+    for worker in workers:
+        await worker.send({"start_at": start_at})
+    await trio.sleep(max(0.0, start_at - time.time()))
+    cpu_before = cpu_seconds(pids)
+    system = SystemCpu()
+    load_before = os.getloadavg()[0]
+
+    async def show_progress() -> None:
+        while True:
+            show()
+            await trio.sleep(0.25)
+
+    async def watch_roles() -> None:
+        await cluster.role_failed.wait()
+        roll.errors.append(f"{', '.join(cluster.failed_roles)} stopped during the run")
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(show_progress)
+        nursery.start_soon(watch_roles)
+        with trio.move_on_after(timeout) as bounded:
+            await done.wait()
+        nursery.cancel_scope.cancel()
+    show()
+    wall = max(time.time() - start_at, 1e-9)
+    used = cpu_seconds(pids) - cpu_before
+    return {
+        "wall_s": wall,
+        "timed_out": bounded.cancelled_caught,
+        "cpu_seconds": used,
+        "cpu_share": used / (wall * (os.cpu_count() or 1)),
+        "system_busy": system.busy(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg()[0],
+        "processes": len(pids),
+        "pids": pids,
+    }
+
+
+async def scrape_counter(client: Any, url: str, name: str) -> tuple[float, int] | None:
+    """The sum of counter ``name``'s samples at a /metrics URL and the answer's size.
+
+    None when the URL does not answer 200 with readable metrics within 10 s,
+    or has no such counter.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with trio.move_on_after(10):
+            response = await client.request("GET", url)
+            if response.status != 200:
+                return None
+            total = None
+            for family in text_string_to_metric_families(response.content.decode()):
+                for sample in family.samples:
+                    if sample.name in (name, name + "_total"):
+                        total = (total or 0.0) + sample.value
+            return None if total is None else (total, len(response.content))
+    except (TransportError, ProtocolError, ValueError):
+        return None
+    return None
 
 
 def send_signal(process: trio.Process, number: int) -> None:

@@ -10,13 +10,11 @@ bytes by source). The plan it follows is :mod:`._distribution_plan`.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from seedcast.bench._cluster import SystemCpu, cpu_seconds, open_run_cluster
+from seedcast.bench._cluster import WorkerRoll, measure_run, open_run_cluster, scrape_counter
 from seedcast.bench._content import torrent_with_announce
 from seedcast.bench._distribution_plan import (
     BENCH_NODE,
@@ -39,7 +37,7 @@ from seedcast.bench._distribution_plan import (
     worker_count,
 )
 from seedcast.bench.theory import bound
-from seedcast.errors import ProtocolError, SeedcastError, TransportError
+from seedcast.errors import SeedcastError
 from seedcast.http11 import HttpClient
 from seedcast.launcher.netns import open_network
 from seedcast.units import MiB
@@ -55,9 +53,7 @@ STATISTICS_TIMEOUT = 10.0
 @dataclass(slots=True)
 class _RunState:
     clients: int
-    expected_workers: int
-    ready: set[str] = field(default_factory=set)
-    all_ready: trio.Event = field(default_factory=trio.Event)
+    workers: WorkerRoll
     completions: dict[int, float] = field(default_factory=dict)
     failures: dict[int, str] = field(default_factory=dict)
     all_done: trio.Event = field(default_factory=trio.Event)
@@ -65,19 +61,14 @@ class _RunState:
     statistics: list[dict[str, Any]] = field(default_factory=list)
     statistics_from: set[str] = field(default_factory=set)
     statistics_done: trio.Event = field(default_factory=trio.Event)
-    exited: set[str] = field(default_factory=set)
-    errors: list[str] = field(default_factory=list)
     counted: set[str] = field(default_factory=set)
     """Workers whose clients count towards the distribution time (not a libtorrent seed)."""
 
     def on_message(self, message: dict[str, Any]) -> None:
         worker = str(message.get("worker"))
         event = message.get("event")
-        if event == "ready":
-            self.ready.add(worker)
-            if len(self.ready) >= self.expected_workers:
-                self.all_ready.set()
-        elif event == "complete" and worker in self.counted:
+        self.workers.note(worker, message, busy=not self.all_done.is_set(), work="clients")
+        if event == "complete" and worker in self.counted:
             self.completions[int(message["client"])] = float(message["elapsed"])
         elif event == "failed":
             self.failures[int(message["client"])] = str(message.get("reason", "failed"))
@@ -86,21 +77,12 @@ class _RunState:
         elif event == "statistics":
             self.statistics.extend(message.get("clients", []))
             self.statistics_from.add(worker)
-            if len(self.statistics_from) >= self.expected_workers:
+            if len(self.statistics_from) >= self.workers.expected:
                 self.statistics_done.set()
-        elif event == "error":
-            self.errors.append(f"{worker}: {message.get('message')}")
-        elif event == "exit":
-            self.exited.add(worker)
-            if worker not in self.ready:
-                self.errors.append(f"{worker} exited before it was ready")
-                self.all_ready.set()
-            elif not self.all_done.is_set():
-                self.errors.append(f"{worker} exited before its clients finished")
-            if len(self.exited) >= self.expected_workers:
-                self.statistics_done.set()
+        if self.workers.all_exited.is_set():
+            self.statistics_done.set()
         if len(self.completions) + len(self.failures) >= self.clients or (
-            self.errors and not self.all_done.is_set()
+            self.workers.errors and not self.all_done.is_set()
         ):
             self.all_done.set()
 
@@ -227,7 +209,7 @@ async def run_once(
     def wrap(name: str, argv: list[str]) -> list[str]:
         return argv if network is None else list(network.exec_argv(name, argv))
 
-    state = _RunState(count, 0)
+    state = _RunState(count, WorkerRoll(0))
     record: dict[str, Any] = {
         "strategy": spec.strategy,
         "source": spec.source,
@@ -337,53 +319,22 @@ async def run_once(
                             "clients": part,
                         }
                         jobs.append((name, job, True))
-            state.expected_workers = len(jobs)
+            state.workers.expected = len(jobs)
             state.counted = {name for name, _, counted in jobs if counted}
             started_workers = []
             for name, job, _ in jobs:
                 started_workers.append(await cluster.start_worker(name, job, state.on_message))
-            with trio.move_on_after(120):
-                await state.all_ready.wait()
-            if state.errors or len(state.ready) < len(jobs):
-                raise SeedcastError(
-                    "client workers did not get ready: "
-                    + ("; ".join(state.errors) or "timed out")
-                    + _tails(cluster, [name for name, _, _ in jobs])
+            await state.workers.wait_ready(cluster, 120, "client")
+            record.update(
+                await measure_run(
+                    cluster,
+                    started_workers,
+                    state.workers,
+                    state.all_done,
+                    timeout,
+                    lambda: progress(len(state.completions), sum(state.progress.values())),
                 )
-            pids = cluster.pids
-            record["processes"] = len(pids)
-            start_at = time.time() + 0.5
-            for worker in started_workers:
-                await worker.send({"start_at": start_at})
-            await trio.sleep(max(0.0, start_at - time.time()))
-            cpu_before = cpu_seconds(pids)
-            system = SystemCpu()
-            load_before = os.getloadavg()
-
-            async def show_progress() -> None:
-                while True:
-                    progress(len(state.completions), sum(state.progress.values()))
-                    await trio.sleep(0.25)
-
-            async def watch_roles() -> None:
-                await cluster.role_failed.wait()
-                state.errors.append(f"{', '.join(cluster.failed_roles)} stopped during the run")
-                state.all_done.set()
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(show_progress)
-                nursery.start_soon(watch_roles)
-                with trio.move_on_after(timeout):
-                    await state.all_done.wait()
-                nursery.cancel_scope.cancel()
-            progress(len(state.completions), sum(state.progress.values()))
-            wall = max(time.time() - start_at, 1e-9)
-            record["cpu_seconds"] = cpu_seconds(pids) - cpu_before
-            record["cpu_share"] = record["cpu_seconds"] / (wall * (os.cpu_count() or 1))
-            record["system_busy"] = system.busy()
-            record["loadavg_before"] = load_before[0]
-            record["loadavg_after"] = os.getloadavg()[0]
-            record["pids"] = pids
+            )
             if seed_metrics:
                 seed_uploaded = await _scrape_from(
                     network, seed_metrics, "seedcast_peer_uploaded_bytes"
@@ -394,8 +345,8 @@ async def run_once(
                 await worker.close_input()
             with trio.move_on_after(STATISTICS_TIMEOUT):
                 await state.statistics_done.wait()
-            if state.errors:
-                raise SeedcastError("; ".join(state.errors))
+            if state.workers.errors:
+                raise SeedcastError("; ".join(state.workers.errors))
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     times = sorted(state.completions.values())
@@ -428,34 +379,9 @@ async def _scrape_from(network: Any, url: str, name: str) -> float | None:
 
 async def _scrape(url: str, name: str) -> float | None:
     """The sum of the samples of counter ``name`` at a /metrics URL (None when unreadable)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    client = HttpClient(connect_timeout=5, read_timeout=5)
-    try:
-        with trio.move_on_after(10):
-            response = await client.request("GET", url)
-            if response.status != 200:
-                return None
-            total = None
-            for family in text_string_to_metric_families(response.content.decode()):
-                for sample in family.samples:
-                    if sample.name in (name, name + "_total"):
-                        total = (total or 0.0) + sample.value
-            return total
-    except (TransportError, ProtocolError, ValueError):
-        return None
-    finally:
-        await client.aclose()
-    return None
-
-
-def _tails(cluster: Any, names: Sequence[str]) -> str:
-    lines = []
-    for name in names:
-        tail = cluster.tail(name)
-        if tail:
-            lines.append(f" [{name}: {' | '.join(tail[-3:])}]")
-    return "".join(lines)
+    async with HttpClient(connect_timeout=5, read_timeout=5) as client:
+        reading = await scrape_counter(client, url, name)
+    return None if reading is None else reading[0]
 
 
 def _byte_totals(statistics: Sequence[dict[str, Any]]) -> dict[str, int]:

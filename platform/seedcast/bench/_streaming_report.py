@@ -11,12 +11,19 @@ report.html. When one folder holds both kinds, the streaming files get a
 
 from __future__ import annotations
 
-import csv
 import html
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from seedcast.bench._report_files import (
+    atomic_write,
+    cell,
+    label_axes,
+    page,
+    save_figure,
+    write_csv,
+)
 
 __all__ = ["STREAMING_CSV_COLUMNS", "is_streaming", "write_streaming"]
 
@@ -60,28 +67,16 @@ def is_streaming(record: Mapping[str, Any]) -> bool:
 
 def write_streaming(
     out: Path,
-    config: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]],
     *,
     title: str,
-    errors: Sequence[str] = (),
-    prefix: str = "",
+    errors: Sequence[str],
+    prefix: str,
 ) -> None:
     """Write ``<prefix>results.csv``, the plots and ``<prefix>report.html`` for ``records``."""
-    csv_path = out / f"{prefix}results.csv"
-    temporary = csv_path.with_suffix(".csv.tmp")
-    with temporary.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=STREAMING_CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for record in records:
-            writer.writerow(_csv_row(record))
-    temporary.replace(csv_path)
+    write_csv(out / f"{prefix}results.csv", STREAMING_CSV_COLUMNS, map(_csv_row, records))
     plots = _plot(out, records, prefix)
-    page = out / f"{prefix}report.html"
-    page.with_suffix(".html.tmp").write_text(
-        _html(title, config, records, plots, errors), encoding="utf-8"
-    )
-    page.with_suffix(".html.tmp").replace(page)
+    atomic_write(out / f"{prefix}report.html", _html(title, records, plots, errors))
 
 
 def _csv_row(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,16 +117,13 @@ def _plot(out: Path, records: Sequence[Mapping[str, Any]], prefix: str) -> list[
                     label=f"{_label(record)}: {what}",
                 )
     axes.axvline(2.0, color="0.5", linewidth=0.8, linestyle="--")
-    axes.set_xlabel("seconds (solid: manifest to first frame; dotted: arrival to first frame)")
-    axes.set_ylabel("fraction of viewers")
-    axes.set_title("Startup delay, CDF over viewers (dashed: the 2 s goal)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    name = f"{prefix}startup_cdf.png"
-    figure.savefig(out / name, dpi=110)
-    plt.close(figure)
-    files.append(name)
+    label_axes(
+        axes,
+        title="Startup delay, CDF over viewers (dashed: the 2 s goal)",
+        xlabel="seconds (solid: manifest to first frame; dotted: arrival to first frame)",
+        ylabel="fraction of viewers",
+    )
+    files.append(save_figure(figure, out, f"{prefix}startup_cdf.png"))
 
     # Bytes by source as the players saw them, and what the CDN sent.
     figure, axes = plt.subplots(figsize=(7.5, 4.8))
@@ -143,15 +135,10 @@ def _plot(out: Path, records: Sequence[Mapping[str, Any]], prefix: str) -> list[
         bottoms = [low + high for low, high in zip(bottoms, heights, strict=True)]
     egress = [float(record.get("cdn_egress_bytes") or 0) / 2**20 for record in records]
     axes.plot(labels, egress, "kD", label="CDN egress (edges' counters)")
-    axes.set_ylabel("MiB")
-    axes.set_title("Bytes the players received, by source; CDN egress")
-    axes.grid(alpha=0.3, axis="y")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    name = f"{prefix}bytes_by_source.png"
-    figure.savefig(out / name, dpi=110)
-    plt.close(figure)
-    files.append(name)
+    label_axes(
+        axes, title="Bytes the players received, by source; CDN egress", ylabel="MiB", grid_axis="y"
+    )
+    files.append(save_figure(figure, out, f"{prefix}bytes_by_source.png"))
 
     # Per viewer, by arrival: P2P share (hybrid) and stall time (all).
     figure, (share_axes, stall_axes) = plt.subplots(2, 1, figsize=(7.5, 6.4), sharex=True)
@@ -197,16 +184,8 @@ def _plot(out: Path, records: Sequence[Mapping[str, Any]], prefix: str) -> list[
     for axes in (share_axes, stall_axes):
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=8)
-    figure.tight_layout()
-    name = f"{prefix}per_viewer.png"
-    figure.savefig(out / name, dpi=110)
-    plt.close(figure)
-    files.append(name)
+    files.append(save_figure(figure, out, f"{prefix}per_viewer.png"))
     return files
-
-
-def _cell(value: Any, pattern: str = "{:.2f}") -> str:
-    return "-" if value is None else pattern.format(value)
 
 
 def _mib(value: Any) -> str:
@@ -215,7 +194,6 @@ def _mib(value: Any) -> str:
 
 def _html(
     title: str,
-    config: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]],
     plots: list[str],
     errors: Sequence[str],
@@ -243,12 +221,12 @@ def _html(
     qoe_rows = "".join(
         f"<tr><td>{html.escape(str(r['strategy']))}</td><td>{r['viewers']}</td>"
         f"<td>{r['finished']}</td><td>{r['failed']}</td>"
-        f"<td>{_cell(r.get('startup_median_s'))}</td><td>{_cell(r.get('startup_p90_s'))}</td>"
-        f"<td>{_cell(r.get('startup_p95_s'))}</td>"
-        f"<td>{_cell(r.get('join_median_s'))}</td><td>{_cell(r.get('join_p95_s'))}</td>"
-        f"<td>{_cell(r.get('stall_ratio'), '{:.2%}')}</td><td>{r.get('stalled_viewers', 0)}</td>"
-        f"<td>{_cell(r.get('avg_bitrate_kbps'), '{:.0f}')}</td>"
-        f"<td>{_cell(r.get('system_busy'), '{:.0%}')}</td></tr>"
+        f"<td>{cell(r.get('startup_median_s'))}</td><td>{cell(r.get('startup_p90_s'))}</td>"
+        f"<td>{cell(r.get('startup_p95_s'))}</td>"
+        f"<td>{cell(r.get('join_median_s'))}</td><td>{cell(r.get('join_p95_s'))}</td>"
+        f"<td>{cell(r.get('stall_ratio'), '{:.2%}')}</td><td>{r.get('stalled_viewers', 0)}</td>"
+        f"<td>{cell(r.get('avg_bitrate_kbps'), '{:.0f}')}</td>"
+        f"<td>{cell(r.get('system_busy'), '{:.0%}')}</td></tr>"
         for r in records
     )
     bytes_rows = "".join(
@@ -257,30 +235,16 @@ def _html(
             f"<td>{_mib((r.get('bytes') or {}).get(key))}</td>"
             for key in ("peers", "edges", "origin", "total")
         )
-        + f"<td>{_cell(r.get('p2p_share'), '{:.1%}')}</td>"
+        + f"<td>{cell(r.get('p2p_share'), '{:.1%}')}</td>"
         f"<td>{_mib(r.get('cdn_egress_bytes'))}</td><td>{_mib(r.get('origin_egress_bytes'))}</td>"
-        f"<td>{_cell(r.get('cdn_offload'), '{:.1%}')}</td>"
+        f"<td>{cell(r.get('cdn_offload'), '{:.1%}')}</td>"
         f"<td>{_mib((r.get('agents') or {}).get('uploaded'))}</td>"
-        f"<td>{_cell(r.get('download_ratio_max'), '{:.3f}')}</td>"
+        f"<td>{cell(r.get('download_ratio_max'), '{:.3f}')}</td>"
         f"<td>{_mib(sum((r.get('wasted_bytes') or {}).values()) if r.get('wasted_bytes') is not None else None)}</td></tr>"
         for r in records
     )
-    error_list = (
-        "<h2>Runs that failed</h2><ul>"
-        + "".join(f"<li>{html.escape(line)}</li>" for line in errors)
-        + "</ul>"
-        if errors
-        else ""
-    )
     images = "".join(f'<p><img src="{name}" alt="{name}"></p>' for name in plots)
-    config_text = html.escape(json.dumps(dict(config), indent=2, default=str))
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:64em;margin:2em auto}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}</style>
-</head><body>
-<h1>{html.escape(title)}</h1>
-<ul>{items}</ul>
+    body = f"""<ul>{items}</ul>
 <h2>Quality of experience</h2>
 <table><tr><th>strategy</th><th>V</th><th>finished</th><th>failed</th>
 <th>startup median (s)</th><th>startup p90 (s)</th><th>startup p95 (s)</th><th>join median (s)</th><th>join p95 (s)</th>
@@ -302,8 +266,5 @@ egress / bytes the players received. Downloaded / played: the bytes a hybrid vie
 received (peers' piece data and the edge's bodies) per byte its player played, for the worst
 viewer; wasted: downloaded bytes not needed (blocks or pieces that arrived twice or belong to
 a piece never finished, failed hashes, bytes outside the range asked for).</p>
-{images}
-{error_list}
-<h2>Configuration</h2><pre>{config_text}</pre>
-</body></html>
-"""
+{images}"""
+    return page(title, body, errors)

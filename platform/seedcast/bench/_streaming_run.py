@@ -16,15 +16,14 @@ into the strategy's record (:func:`seedcast.bench.streaming.summarise_viewers`).
 from __future__ import annotations
 
 import logging
-import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
-from seedcast.errors import ProtocolError, SeedcastError, TransportError
+from seedcast.bench._cluster import WorkerRoll, measure_run, open_run_cluster, scrape_counter
+from seedcast.errors import SeedcastError
 from seedcast.testing.addresses import Addresses
 
 if TYPE_CHECKING:
@@ -56,16 +55,6 @@ upload = {options.edge_up:.0f}
 """
         for index in range(1, options.edges + 1)
     )
-    last_mile = f"last_mile_ms = {options.rtt_ms / 2:g}\n" if options.rtt_ms > 0 else ""
-    regions = "".join(
-        f"""
-[[regions]]
-name = "{name}"
-viewer_prefix = "{addresses.region_prefix(number)}"
-latency_ms = {{ {", ".join(f"{other} = 40" for other in REGIONS if other != name)} }}
-{last_mile}"""
-        for number, name in enumerate(REGIONS)
-    )
     # Relays (and the netem process) live in the DNS's /24, above its own address.
     netem = (
         f"""
@@ -82,26 +71,11 @@ listen = "{addresses.net(3, 126)}:19120"
 name = "bench-streaming-{addresses.block}"
 data_dir = "{data_dir}"
 run_dir = "{run_dir}"
-{regions}
+{addresses.regions_toml(REGIONS, last_mile_ms=options.rtt_ms / 2)}
 [origin]
 listen = "{addresses.origin}"
 upload = {options.origin_up:.0f}
-{edges}
-[dns]
-listen = "{addresses.dns}"
-metrics_listen = "{addresses.net(3, 1)}:19153"
-health_interval = "500ms"
-health_timeout = "300ms"
-zones = [
-  {{ origin = "netcinema.test", records = ["video 300 IN CNAME video.kingcdn.test."] }},
-  {{ origin = "kingcdn.test" }},
-]
-
-[tracker]
-listen = "{addresses.tracker.removeprefix("http://").removesuffix("/announce")}"
-interval = "5s"
-min_interval = "1s"
-
+{edges}{addresses.services_toml()}
 [peers]
 count = 0
 listen_prefix = "{addresses.net(5, 0)}/24"
@@ -117,44 +91,26 @@ max_connections = {options.max_connections}
 @dataclass(slots=True)
 class _RunState:
     viewers: int
-    workers: int
-    ready: set[str] = field(default_factory=set)
-    all_ready: trio.Event = field(default_factory=trio.Event)
+    workers: WorkerRoll
     joined: int = 0
     results: dict[int, dict[str, Any]] = field(default_factory=dict)
     all_done: trio.Event = field(default_factory=trio.Event)
     played: dict[str, float] = field(default_factory=dict)
     finished_played: float = 0.0
-    exited: set[str] = field(default_factory=set)
-    all_exited: trio.Event = field(default_factory=trio.Event)
     stopping: bool = False
-    errors: list[str] = field(default_factory=list)
 
     def on_message(self, message: dict[str, Any]) -> None:
         worker = str(message.get("worker"))
         event = message.get("event")
-        if event == "ready":
-            self.ready.add(worker)
-            if len(self.ready) >= self.workers:
-                self.all_ready.set()
-        elif event == "joined":
+        busy = not self.all_done.is_set() and not self.stopping
+        self.workers.note(worker, message, busy=busy, work="viewers")
+        if event == "joined":
             self.joined += 1
         elif event in ("done", "failed"):
             self.results.setdefault(int(message["viewer"]), message)
         elif event == "progress":
             self.played[worker] = float(message.get("played", 0.0))
-        elif event == "error":
-            self.errors.append(f"{worker}: {message.get('message')}")
-        elif event == "exit":
-            self.exited.add(worker)
-            if len(self.exited) >= self.workers:
-                self.all_exited.set()
-            if worker not in self.ready:
-                self.errors.append(f"{worker} exited before it was ready")
-                self.all_ready.set()
-            elif not self.all_done.is_set() and not self.stopping:
-                self.errors.append(f"{worker} exited before its viewers finished")
-        if len(self.results) >= self.viewers or self.errors:
+        if len(self.results) >= self.viewers or self.workers.errors:
             self.all_done.set()
 
 
@@ -186,7 +142,6 @@ async def run_strategy(
     """
     import shutil
 
-    from seedcast.bench._cluster import SystemCpu, cpu_seconds, open_run_cluster
     from seedcast.bench.streaming import REGIONS, run_timeout, summarise_viewers
 
     addresses = Addresses(options.block, options.port)
@@ -194,9 +149,8 @@ async def run_strategy(
         workdir, log_dir, cluster_toml(options, addresses, library, workdir / "run")
     )
     config = ["--config", str(config_file)]
-    state = _RunState(len(viewers), min(options.worker_count(), len(viewers)))
+    state = _RunState(len(viewers), WorkerRoll(min(options.worker_count(), len(viewers))))
     timeout = run_timeout(options, viewers)
-    record_extra: dict[str, Any] = {}
     try:
         async with open_run_cluster(log_dir) as cluster:
             roles = [("origin", "origin"), ("dns", "dns")]
@@ -220,61 +174,25 @@ async def run_strategy(
                 await cluster.start_worker(name, job, state.on_message, module=VIEWERS_MODULE)
                 for name, job in jobs
             ]
-            with trio.move_on_after(READY_TIMEOUT):
-                await state.all_ready.wait()
-            if state.errors or len(state.ready) < len(jobs):
-                tails = "; ".join(
-                    f"{name}: {' | '.join(cluster.tail(name)[-3:])}"
-                    for name, _ in jobs
-                    if cluster.tail(name)
-                )
-                raise SeedcastError(
-                    "viewer workers did not get ready: "
-                    + ("; ".join(state.errors) or "timed out")
-                    + (f" [{tails}]" if tails else "")
-                )
-            pids = cluster.pids
-            start_at = time.time() + 0.5
-            for worker in started_workers:
-                await worker.send({"start_at": start_at})
-            await trio.sleep(max(0.0, start_at - time.time()))
-            cpu_before = cpu_seconds(pids)
-            system = SystemCpu()
-
-            async def show_progress() -> None:
-                while True:
-                    progress(state.joined, len(state.results), sum(state.played.values()))
-                    await trio.sleep(0.25)
-
-            async def watch_roles() -> None:
-                await cluster.role_failed.wait()
-                state.errors.append(f"{', '.join(cluster.failed_roles)} stopped during the run")
-                state.all_done.set()
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(show_progress)
-                nursery.start_soon(watch_roles)
-                with trio.move_on_after(timeout) as bounded:
-                    await state.all_done.wait()
-                nursery.cancel_scope.cancel()
-            progress(state.joined, len(state.results), sum(state.played.values()))
-            wall = max(time.time() - start_at, 1e-9)
-            record_extra["wall_s"] = round(wall, 2)
-            record_extra["timed_out"] = bounded.cancelled_caught
-            record_extra["cpu_seconds"] = round(cpu_seconds(pids) - cpu_before, 2)
-            record_extra["cpu_share"] = record_extra["cpu_seconds"] / (wall * (os.cpu_count() or 1))
-            record_extra["system_busy"] = system.busy()
-            record_extra["loadavg_after"] = os.getloadavg()[0]
-            record_extra["processes"] = len(pids)
-            record_extra["pids"] = pids
+            await state.workers.wait_ready(cluster, READY_TIMEOUT, "viewer")
+            record_extra = await measure_run(
+                cluster,
+                started_workers,
+                state.workers,
+                state.all_done,
+                timeout,
+                lambda: progress(state.joined, len(state.results), sum(state.played.values())),
+            )
+            record_extra["wall_s"] = round(record_extra["wall_s"], 2)
+            record_extra["cpu_seconds"] = round(record_extra["cpu_seconds"], 2)
             after = await _counters(counter_urls)
             # Viewers still playing now are stopped; they report what they played.
             state.stopping = True
             await cluster.close_worker_inputs()
             with trio.move_on_after(STOP_GRACE):
-                await state.all_exited.wait()
-            if state.errors and not state.results:
-                raise SeedcastError("; ".join(state.errors))
+                await state.workers.all_exited.wait()
+            if state.workers.errors and not state.results:
+                raise SeedcastError("; ".join(state.workers.errors))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     never = {"event": "failed", "reason": "never reported", "report": None}
@@ -297,8 +215,8 @@ async def run_strategy(
     record["regions"] = list(REGIONS)
     record["workers"] = len(jobs)
     record["rtt_ms"] = options.rtt_ms
-    if state.errors:
-        record["run_errors"] = state.errors[:5]
+    if state.workers.errors:
+        record["run_errors"] = state.workers.errors[:5]
     return record
 
 
@@ -420,24 +338,8 @@ async def _counters(urls: dict[str, list[str]]) -> Counters:
 
 
 async def _scrape(client: Any, url: str, group: str) -> tuple[float, int] | None:
-    from prometheus_client.parser import text_string_to_metric_families
-
     component = "edge" if group == "edges" else "origin"
-    name = f"seedcast_{component}_http_response_body_bytes"
-    try:
-        with trio.move_on_after(10):
-            response = await client.request("GET", url)
-            if response.status != 200:
-                return None
-            total = None
-            for family in text_string_to_metric_families(response.content.decode()):
-                for sample in family.samples:
-                    if sample.name in (name, name + "_total"):
-                        total = (total or 0.0) + sample.value
-            return None if total is None else (total, len(response.content))
-    except (TransportError, ProtocolError, ValueError):
-        return None
-    return None
+    return await scrape_counter(client, url, f"seedcast_{component}_http_response_body_bytes")
 
 
 def _delta(before: Counters, after: Counters, group: str) -> int | None:

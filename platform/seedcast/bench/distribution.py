@@ -65,8 +65,6 @@ and at least 128 for client-server and cdn.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -88,6 +86,7 @@ from seedcast.bench._distribution_plan import (
     libtorrent_available,
     plan_runs,
 )
+from seedcast.bench._report_files import machine
 from seedcast.bench.report import progress_bar as new_progress_bar
 from seedcast.bench.report import summarise, write_results
 from seedcast.bench.theory import STRATEGIES, bound
@@ -257,12 +256,7 @@ def run_benchmark(
     records: list[dict[str, Any]] = []
     config_echo = {
         **options.to_json(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "system": platform.platform(),
-            "loadavg_at_start": os.getloadavg()[0],
-        },
+        "machine": machine(),
         "caps_enforced_by": SHAPING_TEXT.get(options.shaping, options.shaping),
         "theory": {
             "client-server": "max(N*F/u_s, F/d_min)",

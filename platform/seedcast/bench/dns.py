@@ -21,7 +21,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import dns.rcode
 import dns.rdatatype
 from seedcast.config import ClusterConfig, to_toml
 from seedcast.errors import NotReadyError, SeedcastError
+from seedcast.testing.processes import stop_process
 
 BASELINE_SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "dns_baseline.py"
 KNOTD = "/usr/sbin/knotd"
@@ -299,13 +299,8 @@ class _Server:
 
     def __exit__(self, *exc_info: object) -> None:
         process = self.process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_process(process, 10)
         self._log.close()
 
 

@@ -45,6 +45,7 @@ from typing import Any
 import trio
 from seedcast.config import ClusterConfig
 from seedcast.edge.storage import StorageIndex
+from seedcast.testing.processes import stop_process
 from seedcast.units import KiB, MiB
 
 
@@ -264,12 +265,7 @@ def _process(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 5)
         handle.close()
 
 

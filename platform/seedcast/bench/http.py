@@ -33,6 +33,7 @@ from typing import Any
 
 from seedcast.config import ClusterConfig
 from seedcast.errors import NotReadyError, UsageError
+from seedcast.testing.processes import stop_process
 from seedcast.units import KiB, MiB, parse_duration
 
 SIZES = {"1k": 1 * KiB, "1m": 1 * MiB}
@@ -312,13 +313,7 @@ def _running(server: str, root: Path, core: int) -> Iterator[tuple[int, int]]:
         _wait_listening(port, process, server)
         yield process.pid, port
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM if server != "nginx" else signal.SIGQUIT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(process, 10, signal.SIGQUIT if server == "nginx" else signal.SIGTERM)
         if process.stderr is not None:
             process.stderr.close()
 

@@ -46,6 +46,7 @@ from seedcast.testing.origin import (
     seedcast_command,
     write_synthetic_video,
 )
+from seedcast.testing.processes import stop_process
 from seedcast.units import MiB
 
 CONNECTIONS = 64
@@ -259,12 +260,7 @@ http {{
         _wait_http(port, "/movie/manifest.mpd")
         yield port, [process.pid, *_children(process.pid)]
     finally:
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process, 10, signal.SIGQUIT)
         if process.stderr is not None:
             process.stderr.close()
 
@@ -309,12 +305,7 @@ def _bare_core(work: Path) -> Iterator[tuple[int, list[int]]]:
         port = int(process.stdout.readline())
         yield port, [process.pid]
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process, 10)
         if process.stdout is not None:
             process.stdout.close()
 

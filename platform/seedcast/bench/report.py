@@ -18,7 +18,6 @@ from :mod:`seedcast.bench._streaming_report`, in the same files.
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import math
@@ -27,6 +26,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from seedcast.bench._report_files import (
+    atomic_write,
+    cell,
+    label_axes,
+    page,
+    save_figure,
+    write_csv,
+)
 from seedcast.bench._streaming_report import write_streaming
 
 CSV_COLUMNS = (
@@ -66,28 +73,21 @@ def write_results(
     document = {"title": title, "config": dict(config), "runs": list(records)}
     if errors:
         document["errors"] = list(errors)
-    _atomic_write(out / "results.json", json.dumps(document, indent=2, default=str))
+    atomic_write(out / "results.json", json.dumps(document, indent=2, default=str))
     streaming = [record for record in records if record.get("kind") == "streaming"]
     if streaming:  # seedcast bench streaming: its own table and plots, same files
         records = [record for record in records if record.get("kind") != "streaming"]
         prefix = "streaming-" if records else ""
-        write_streaming(out, config, streaming, title=title, errors=errors, prefix=prefix)
+        write_streaming(out, streaming, title=title, errors=errors, prefix=prefix)
         if not records:
             return
-    with (out / "results.csv.tmp").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for record in records:
-            writer.writerow({"source": DEFAULT_SOURCE, **record})
-    (out / "results.csv.tmp").replace(out / "results.csv")
+    write_csv(
+        out / "results.csv",
+        CSV_COLUMNS,
+        ({"source": DEFAULT_SOURCE, **record} for record in records),
+    )
     plots = _plot(out, records)
-    _atomic_write(out / "report.html", _html(title, config, records, plots, errors))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    atomic_write(out / "report.html", _html(title, config, records, plots, errors))
 
 
 def _source(record: Mapping[str, Any]) -> str:
@@ -168,15 +168,13 @@ def _plot(out: Path, records: Sequence[Mapping[str, Any]]) -> list[str]:
                 color="0.45",
                 label=f"{_name(strategy, source)} (reference)",
             )
-    axes.set_xlabel("clients N")
-    axes.set_ylabel("distribution time (s)")
-    axes.set_title("Distribution time vs N (dashed: the lower bound)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "distribution_time.png", dpi=110)
-    plt.close(figure)
-    files.append("distribution_time.png")
+    label_axes(
+        axes,
+        title="Distribution time vs N (dashed: the lower bound)",
+        xlabel="clients N",
+        ylabel="distribution time (s)",
+    )
+    files.append(save_figure(figure, out, "distribution_time.png"))
 
     figure, axes = plt.subplots(figsize=(7.5, 4.8))
     for strategy, source in series:
@@ -199,15 +197,13 @@ def _plot(out: Path, records: Sequence[Mapping[str, Any]]) -> list[str]:
                 linestyle=":" if reference else "-",
                 label=f"{_name(strategy, source)} (N={largest})",
             )
-    axes.set_xlabel("client completion time (s)")
-    axes.set_ylabel("fraction of clients done")
-    axes.set_title("CDF of client completion times")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "completion_cdf.png", dpi=110)
-    plt.close(figure)
-    files.append("completion_cdf.png")
+    label_axes(
+        axes,
+        title="CDF of client completion times",
+        xlabel="client completion time (s)",
+        ylabel="fraction of clients done",
+    )
+    files.append(save_figure(figure, out, "completion_cdf.png"))
 
     if any(values["cpu_share"] is not None for values in summary.values()):
         figure, axes = plt.subplots(figsize=(7.5, 4.8))
@@ -242,17 +238,16 @@ def _plot(out: Path, records: Sequence[Mapping[str, Any]]) -> list[str]:
         ticks = sorted({clients for _, _, clients in summary})
         axes.set_xticks(ticks, [str(tick) for tick in ticks])
         axes.minorticks_off()
-        axes.set_xlabel("clients N")
-        axes.set_ylabel("measured / bound (solid)")
         cpu_axes.set_ylabel("CPU used by the run's processes, % of all cores (dashed)")
         cpu_axes.set_ylim(0, 100)
-        axes.set_title("Does it measure the network or the CPU?")
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8, loc="upper left")
-        figure.tight_layout()
-        figure.savefig(out / "scale.png", dpi=110)
-        plt.close(figure)
-        files.append("scale.png")
+        label_axes(
+            axes,
+            title="Does it measure the network or the CPU?",
+            xlabel="clients N",
+            ylabel="measured / bound (solid)",
+            legend_loc="upper left",
+        )
+        files.append(save_figure(figure, out, "scale.png"))
     return files
 
 
@@ -342,12 +337,6 @@ def caveats(config: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> 
     return notes
 
 
-def _cell(value: Any, pattern: str = "{:.2f}") -> str:
-    if value is None:
-        return "-"
-    return pattern.format(value)
-
-
 def _html(
     title: str,
     config: Mapping[str, Any],
@@ -360,8 +349,8 @@ def _html(
         f"<tr><td>{html.escape(_name(strategy, source))}</td><td>{clients}</td>"
         f"<td>{values['measured_s']:.2f}</td><td>{values['bound_s']:.2f}</td>"
         f"<td>{values['ratio']:.2f}</td><td>{values['runs']:.0f}</td>"
-        f"<td>{values['unfinished']}</td><td>{_cell(values['cpu_share'], '{:.0%}')}</td>"
-        f"<td>{_cell(values['system_busy'], '{:.0%}')}</td><td>{_cell(values['loadavg'], '{:.1f}')}</td></tr>"
+        f"<td>{values['unfinished']}</td><td>{cell(values['cpu_share'], '{:.0%}')}</td>"
+        f"<td>{cell(values['system_busy'], '{:.0%}')}</td><td>{cell(values['loadavg'], '{:.1f}')}</td></tr>"
         for (strategy, source, clients), values in summary.items()
     )
     by_series: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
@@ -394,13 +383,6 @@ def _html(
         if bytes_rows
         else ""
     )
-    error_list = (
-        "<h2>Runs that failed</h2><ul>"
-        + "".join(f"<li>{html.escape(line)}</li>" for line in errors)
-        + "</ul>"
-        if errors
-        else ""
-    )
     scale_text = (
         f"<h2>Network or CPU?</h2><p>{html.escape(scale)} The figure below sets each "
         "strategy's measured/bound beside the CPU its processes used: as long as the ratio "
@@ -414,31 +396,21 @@ def _html(
     )
     if "scale.png" in plots:
         scale_text += '<p><img src="scale.png" alt="scale.png"></p>'
-    config_text = html.escape(json.dumps(dict(config), indent=2, default=str))
     shaping = (
         f"<p>Caps enforced by: {html.escape(str(config['caps_enforced_by']))} "
         f"(shaping: {html.escape(str(config.get('shaping', '')))}).</p>"
         if config.get("caps_enforced_by")
         else ""
     )
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:64em;margin:2em auto}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}</style>
-</head><body>
-<h1>{html.escape(title)}</h1>
-{shaping}
+    body = f"""{shaping}
 <ul>{items}</ul>
 <table><tr><th>strategy</th><th>N</th><th>measured (s)</th><th>bound (s)</th><th>ratio</th>
 <th>runs</th><th>unfinished</th><th>CPU ours</th><th>machine busy</th><th>load</th></tr>
 {rows}</table>
 {images}
 {scale_text}
-{bytes_table}
-{error_list}
-<h2>Configuration</h2><pre>{config_text}</pre>
-</body></html>
-"""
+{bytes_table}"""
+    return page(title, body, errors)
 
 
 def progress_bar(console: Any) -> Any:

@@ -43,8 +43,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import random
 import shutil
 import tempfile
@@ -611,6 +609,7 @@ def run_benchmark(
     not be measured carry ``error``.
     """
     import trio
+    from seedcast.bench._report_files import machine
     from seedcast.bench._streaming_run import run_strategy
     from seedcast.bench.report import progress_bar as new_progress_bar
     from seedcast.bench.report import write_results
@@ -626,12 +625,7 @@ def run_benchmark(
         **options.to_json(),
         "arrivals_s": [viewer.arrival for viewer in viewers],
         "regions": [viewer.region for viewer in viewers],
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "system": platform.platform(),
-            "loadavg_at_start": os.getloadavg()[0],
-        },
+        "machine": machine(),
         "definitions": {
             "startup": "player: manifest loaded -> playback starts (2 s buffered)",
             "join": "viewer arrives -> playback starts (agent start, torrent, manifest included)",

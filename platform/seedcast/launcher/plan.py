@@ -104,6 +104,22 @@ def _role_argv(
     return tuple(argv)
 
 
+def _role_spec(
+    config_file: Path,
+    role: str,
+    name: str,
+    listen: str,
+    tier: Tier,
+    *,
+    extra: Sequence[tuple[str, str | None]] = (),
+    metrics: str | None = None,
+    region: str = "",
+) -> ProcessSpec:
+    """A role process started as ``<role> --config <file> --name <name> --listen <listen>``."""
+    argv = _role_argv(role, config_file, name, listen, extra)
+    return ProcessSpec(role, name, argv, listen, metrics=metrics, tier=tier, region=region)
+
+
 def plan_cluster(
     config: ClusterConfig,
     config_file: Path,
@@ -111,58 +127,27 @@ def plan_cluster(
     prometheus: bool = False,
 ) -> ClusterPlan:
     """The processes of ``config`` (edges and viewer counts already applied)."""
+    dns = config.dns
     processes = [
-        ProcessSpec(
-            "origin",
-            "origin",
-            _role_argv("origin", config_file, "origin", config.origin.listen),
-            config.origin.listen,
-            tier=Tier.CORE,
-        ),
-        ProcessSpec(
-            "tracker",
-            "tracker",
-            _role_argv("tracker", config_file, "tracker", config.tracker.listen),
-            config.tracker.listen,
-            tier=Tier.CORE,
-        ),
-        ProcessSpec(
+        _role_spec(config_file, "origin", "origin", config.origin.listen, Tier.CORE),
+        _role_spec(config_file, "tracker", "tracker", config.tracker.listen, Tier.CORE),
+        _role_spec(
+            config_file,
             "dns",
             "dns",
-            _role_argv(
-                "dns",
-                config_file,
-                "dns",
-                config.dns.listen,
-                [("--metrics-listen", config.dns.metrics_listen)],
-            ),
-            config.dns.listen,
-            metrics=config.dns.metrics_listen,
-            tier=Tier.NAMES,
+            dns.listen,
+            Tier.NAMES,
+            extra=[("--metrics-listen", dns.metrics_listen)],
+            metrics=dns.metrics_listen,
         ),
     ]
     if config.netem.enabled:
-        processes.append(
-            ProcessSpec(
-                "netem",
-                "netem",
-                _role_argv("netem", config_file, "netem", config.netem.listen),
-                config.netem.listen,
-                tier=Tier.CORE,
-            )
-        )
+        processes.append(_role_spec(config_file, "netem", "netem", config.netem.listen, Tier.CORE))
+    processes += [
+        _role_spec(config_file, "edge", edge.name, edge.listen, Tier.EDGES, region=edge.region)
+        for edge in config.edges
+    ]
     skipped: list[str] = []
-    for edge in config.edges:
-        processes.append(
-            ProcessSpec(
-                "edge",
-                edge.name,
-                _role_argv("edge", config_file, edge.name, edge.listen),
-                edge.listen,
-                tier=Tier.EDGES,
-                region=edge.region,
-            )
-        )
     torrent = published_torrent(config)
     if torrent is None:
         skipped.append(

@@ -17,7 +17,6 @@ import dataclasses
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 from seedcast.config import ClusterConfig, default_config
 from seedcast.origin.library import Library, Rendition, VideoEntry
@@ -138,12 +137,7 @@ class OriginProcess:
         """SIGTERM, wait, SIGKILL if it must; returns the exit code."""
         return self.role.stop()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 

@@ -17,8 +17,9 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from seedcast.errors import SeedcastError
 from seedcast.launcher.state import pid_alive
@@ -29,9 +30,11 @@ __all__ = [
     "STOP_TIMEOUT",
     "RoleProcess",
     "check_seedcast",
+    "interrupt_after",
     "processes_mentioning",
     "run_seedcast",
     "seedcast_command",
+    "stop_process",
 ]
 
 START_TIMEOUT = 30.0
@@ -90,6 +93,50 @@ def check_seedcast(
             f"seedcast {' '.join(args)} exited {completed.returncode}: {' | '.join(tail)}"
         )
     return completed
+
+
+def stop_process(process: subprocess.Popen[Any], grace: float, number: int = signal.SIGTERM) -> int:
+    """Send ``number`` to ``process`` if it still runs, give it ``grace`` seconds, then
+    SIGKILL; returns its exit code (it is always waited for)."""
+    if process.poll() is None:
+        process.send_signal(number)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait(grace)
+
+
+def interrupt_after(
+    command: Sequence[str], until: Callable[[str], bool], *, timeout: float = 30
+) -> tuple[int, str]:
+    """Run ``command``, read its stderr until a line satisfies ``until``, then Ctrl-C it.
+
+    Returns the exit code (bounded by ``timeout`` after the SIGINT) and all of
+    stderr. Raises AssertionError when stderr ends before such a line. The
+    process never outlives the call.
+    """
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    seen: list[str] = []
+    try:
+        assert process.stderr is not None
+        for raw in process.stderr:
+            seen.append(raw.decode(errors="replace"))
+            if until(seen[-1]):
+                break
+        else:
+            raise AssertionError("no awaited line before the end: " + "".join(seen[-5:]))
+        process.send_signal(signal.SIGINT)
+        seen.append(process.stderr.read().decode(errors="replace"))
+        return process.wait(timeout=timeout), "".join(seen)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 class RoleProcess:
@@ -180,15 +227,9 @@ class RoleProcess:
         process = self.process
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
+        code = stop_process(process, STOP_TIMEOUT)
         self._join()
-        return process.returncode
+        return code
 
     def _join(self) -> None:
         if self._reader is not None:

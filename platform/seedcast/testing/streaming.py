@@ -24,7 +24,6 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from seedcast.testing.addresses import Addresses
@@ -156,34 +155,10 @@ name = "streaming-{self.block}"
 data_dir = "{self.data_dir}"
 run_dir = "{self.folder / "run"}"
 
-[[regions]]
-name = "eu"
-viewer_prefix = "{self.net(7, 0)}/24"
-latency_ms = {{ us = 40 }}
-
-[[regions]]
-name = "us"
-viewer_prefix = "{self.net(8, 0)}/24"
-latency_ms = {{ eu = 40 }}
-
+{self.addresses.regions_toml(("eu", "us"))}
 [origin]
 listen = "{self.origin_address}"
-{edges}
-[dns]
-listen = "{self.dns_address}"
-metrics_listen = "{self.net(3, 1)}:19153"
-health_interval = "500ms"
-health_timeout = "300ms"
-zones = [
-  {{ origin = "netcinema.test", records = ["video 300 IN CNAME video.kingcdn.test."] }},
-  {{ origin = "kingcdn.test" }},
-]
-
-[tracker]
-listen = "{self.net(4, 1)}:16969"
-interval = "5s"
-min_interval = "1s"
-
+{edges}{self.addresses.services_toml()}
 [peers]
 count = 0
 listen_prefix = "{self.net(5, 0)}/24"
@@ -292,10 +267,5 @@ urgent_seconds = "4s"
     def __enter__(self) -> StreamingCluster:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 import pytest
 from seedcast.bench.distribution import DistributionOptions, run_benchmark
 from seedcast.launcher.state import pid_alive
-from seedcast.testing.processes import processes_mentioning
+from seedcast.testing.processes import interrupt_after, processes_mentioning
 from seedcast.units import KiB, MiB
 
 pytestmark = pytest.mark.slow
@@ -168,29 +166,11 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path: Path) -> None:
         "--no-libtorrent", "--server-up", "1MiB/s", "--peer-up", "256KiB/s",
         "--peer-down", "16MiB/s", "--out", str(out), "--workdir", str(work),
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    # The first run's result line, then Ctrl-C in the middle of the second run.
+    code, stderr = interrupt_after(
+        command, lambda line: "client-server N=2" in line and "ratio" in line
     )
-    try:
-        assert process.stderr is not None
-        seen = []
-        for raw in process.stderr:  # the first run's result line, then Ctrl-C mid-second run
-            line = raw.decode(errors="replace")
-            seen.append(line)
-            if "client-server N=2" in line and "ratio" in line:
-                break
-        else:
-            pytest.fail("no result line: " + "".join(seen[-5:]))
-        process.send_signal(signal.SIGINT)
-        seen.append(process.stderr.read().decode(errors="replace"))
-        code = process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
-    assert code == 130, "".join(seen[-5:])
+    assert code == 130, stderr[-500:]
     document = json.loads((out / "results.json").read_text())
     assert [(run["strategy"], run["clients"]) for run in document["runs"]] == [("client-server", 2)]
     assert "client-server took" in (out / "report.html").read_text()

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +31,7 @@ from seedcast.bench.distribution import run_benchmark
 from seedcast.cli import main
 from seedcast.errors import SeedcastError
 from seedcast.launcher.state import pid_alive
-from seedcast.testing.processes import processes_mentioning
+from seedcast.testing.processes import interrupt_after, processes_mentioning
 from seedcast.units import MiB
 
 # Client-server times are set by one capped link and agree within 1% here, so
@@ -210,34 +209,16 @@ def test_ctrl_c_removes_the_network(netns_ready: None, tmp_path: Path) -> None:
         "--no-libtorrent", "--server-up", "1MiB/s", "--peer-up", "512KiB/s",
         "--peer-down", "4MiB/s", "--out", str(out), "--workdir", str(work),
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
     prefixes: list[str] = []
-    rest = ""
-    try:
-        assert process.stderr is not None
-        seen = []
-        for raw in process.stderr:  # 1st network, 1st result, 2nd network: then Ctrl-C
-            line = raw.decode(errors="replace")
-            seen.append(line)
-            match = re.search(r"network (s[a-z0-9]+)-\*", line)
-            if match:
-                prefixes.append(match.group(1))
-                if len(prefixes) == 2:
-                    break
-        else:
-            pytest.fail("no second network: " + "".join(seen[-5:]))
-        process.send_signal(signal.SIGINT)
-        rest = process.stderr.read().decode(errors="replace")
-        code = process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
-    assert code == 130, rest[-500:]
+
+    def second_network(line: str) -> bool:  # 1st network, 1st result, 2nd network: Ctrl-C
+        match = re.search(r"network (s[a-z0-9]+)-\*", line)
+        if match:
+            prefixes.append(match.group(1))
+        return len(prefixes) == 2
+
+    code, stderr = interrupt_after(command, second_network)
+    assert code == 130, stderr[-500:]
     document = json.loads((out / "results.json").read_text())
     assert [(run["strategy"], run["shaping"]) for run in document["runs"]] == [
         ("client-server", "tc")

@@ -13,6 +13,7 @@ import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
+from seedcast.bench._cluster import WorkerRoll
 from seedcast.bench._distribution_plan import (
     DistributionOptions,
     RunSpec,
@@ -81,12 +82,12 @@ def test_clients_are_spread_over_workers(clients: int, workers: int) -> None:
 
 def test_run_state_counts_completions_of_counted_workers_only() -> None:
     async def main() -> None:
-        state = _RunState(clients=2, expected_workers=2)
+        state = _RunState(clients=2, workers=WorkerRoll(2))
         state.counted = {"clients-1"}
         state.on_message({"event": "ready", "worker": "seed"})
-        assert not state.all_ready.is_set()
+        assert not state.workers.all_ready.is_set()
         state.on_message({"event": "ready", "worker": "clients-1"})
-        assert state.all_ready.is_set()
+        assert state.workers.all_ready.is_set()
         state.on_message({"event": "complete", "worker": "seed", "client": 0, "elapsed": 0.1})
         state.on_message({"event": "progress", "worker": "seed", "bytes": 99})
         state.on_message({"event": "complete", "worker": "clients-1", "client": 1, "elapsed": 2.0})
@@ -101,11 +102,11 @@ def test_run_state_counts_completions_of_counted_workers_only() -> None:
 
 def test_a_worker_dying_early_ends_the_wait() -> None:
     async def main() -> None:
-        state = _RunState(clients=4, expected_workers=2)
+        state = _RunState(clients=4, workers=WorkerRoll(2))
         state.on_message({"event": "exit", "worker": "clients-2"})
-        assert state.all_ready.is_set()
+        assert state.workers.all_ready.is_set()
         assert state.all_done.is_set()
-        assert state.errors == ["clients-2 exited before it was ready"]
+        assert state.workers.errors == ["clients-2 exited before it was ready"]
 
     trio.run(main)
 

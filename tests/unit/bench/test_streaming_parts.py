@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from seedcast.bench._cluster import WorkerRoll
 from seedcast.bench._streaming_run import Addresses, _RunState, cluster_toml
 from seedcast.bench.report import write_results
 from seedcast.bench.streaming import (
@@ -208,20 +209,20 @@ def test_goal_sentences_judge_the_largest_v() -> None:
 
 
 def test_run_state_counts_viewers_and_notices_a_worker_that_died() -> None:
-    state = _RunState(viewers=2, workers=1)
+    state = _RunState(viewers=2, workers=WorkerRoll(1))
     state.on_message({"worker": "viewers-1", "event": "ready"})
-    assert state.all_ready.is_set()
+    assert state.workers.all_ready.is_set()
     state.on_message({"worker": "viewers-1", "event": "joined", "viewer": 1})
     state.on_message({"worker": "viewers-1", "event": "done", "viewer": 1, "report": None})
     assert not state.all_done.is_set()
     state.on_message({"worker": "viewers-1", "event": "exit"})
     assert state.all_done.is_set()
-    assert state.errors == ["viewers-1 exited before its viewers finished"]
-    stopped = _RunState(viewers=1, workers=1, stopping=True)
+    assert state.workers.errors == ["viewers-1 exited before its viewers finished"]
+    stopped = _RunState(viewers=1, workers=WorkerRoll(1), stopping=True)
     stopped.on_message({"worker": "w", "event": "ready"})
     stopped.on_message({"worker": "w", "event": "exit"})
-    assert stopped.errors == []
-    assert stopped.all_exited.is_set()
+    assert stopped.workers.errors == []
+    assert stopped.workers.all_exited.is_set()
 
 
 # -- options and the cluster file ----------------------------------------------------------
@@ -290,6 +291,9 @@ def test_streaming_records_make_their_own_report(tmp_path: Path) -> None:
     page = (tmp_path / "report.html").read_text()
     assert "P2P share at V=1: hybrid carried 90.0%" in page
     assert "hybrid V=9: boom" in page
+    # The configuration is kept once, in results.json, and the page points there.
+    assert '<a href="results.json">' in page
+    assert '"viewers"' not in page.replace("&quot;", '"')
     for name in ("startup_cdf.png", "bytes_by_source.png", "per_viewer.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     assert not (tmp_path / "distribution_time.png").exists()
