@@ -72,7 +72,6 @@ from seedcast.edge.segments import next_segment_target
 from seedcast.edge.statistics import (
     CacheResult,
     EdgeCounters,
-    RateMeter,
     metric_families,
 )
 from seedcast.edge.store import CachedObject, CacheStore, FillSlot, object_key
@@ -85,6 +84,7 @@ from seedcast.errors import (
 )
 from seedcast.http11 import FileBody, Headers, HttpClient, Request, Response
 from seedcast.ratelimit import TokenBucket
+from seedcast.rates import RateMeter
 from seedcast.units import KiB, MiB
 
 log = logging.getLogger("seedcast.edge")
@@ -309,8 +309,8 @@ class Edge:
         self.clock = clock
         self.counters = EdgeCounters()
         self.fills: dict[str, Fill] = {}
-        self.bytes_out = RateMeter()
-        self.requests_rate = RateMeter()
+        self.bytes_out = RateMeter(window=5.0, resolution=1.0)
+        self.requests_rate = RateMeter(window=5.0, resolution=1.0)
         self.bucket = TokenBucket(settings.upload) if settings.upload > 0 else None
         self.open_connections: Callable[[], int] = lambda: 0
         self.draining = False

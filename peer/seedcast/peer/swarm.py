@@ -5,22 +5,23 @@ a :class:`Choker`, one :class:`PeerWire` per connection) and the
 :class:`Storage`, and does the I/O around them:
 
 * ``serve`` checks what is already on disk (resume), listens, and runs the
-  tracker loop (HTTP announces: started, periodic, completed, stopped), the
-  tick loop (choker, keep-alives, stalled requests, new connections) and one
-  task group per connection.
-* A connection has three tasks: the reader (receive, charge the download
-  buckets, feed the wire, act on events synchronously), the writer (drains
-  the connection's outbox; control messages and pieces share it in order)
-  and the uploader (serves the peer's requests in order, charging the upload
-  buckets before each block). Every read and write has a deadline.
+  :class:`~seedcast.peer.announcer.Announcer` (HTTP announces: started,
+  periodic, completed, stopped), the tick loop (choker, keep-alives, stalled
+  requests, new connections) and one task group per connection.
+* A connection (:class:`~seedcast.peer.connection.Connection`) has three
+  tasks: the reader here (receive, charge the download buckets, feed the
+  wire, act on events synchronously), the connection's writer (drains its
+  outbox; control messages and pieces share it in order) and its uploader
+  (serves the peer's requests in order, charging the upload buckets before
+  each block). Every read and write has a deadline.
 * Requests are pipelined: each connection keeps ``rate x request_seconds``
   bytes of requests outstanding (within ``min``/``max_request_queue``).
 * Every piece is SHA-1 verified before it counts, is announced or served.
   A failed piece is fetched again from a single peer (the picker's parole);
-  the blocks each peer sent are remembered by hash, and once the piece
-  passes, a peer whose blocks differ is banned at once (by peer id and
-  address). A peer that alone delivered ``ban_threshold`` failed pieces is
-  banned too.
+  the blocks each address sent are remembered by hash, and once the piece
+  passes, an address whose blocks differ is banned at once. An address that
+  alone delivered ``ban_threshold`` failed pieces is banned too. Bans are by
+  evidence (:class:`~seedcast.peer.bans.BanList`), never by a claimed peer id.
 * Rate caps use :mod:`seedcast.ratelimit` buckets per swarm (this virtual
   peer) and per connection; several swarms can share one process, each with
   its own sockets, buckets and address (``local_address``).
@@ -40,31 +41,22 @@ from __future__ import annotations
 import logging
 import random
 import string
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from hashlib import sha1
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
-from seedcast.errors import (
-    ProtocolError,
-    RemoteProtocolError,
-    SeedcastError,
-    TransportError,
-)
+from seedcast.errors import RemoteProtocolError
 from seedcast.peer._rawsocket import RawListener, RawStream, open_raw_stream
-from seedcast.peer.announce import (
-    AnnounceEvent,
-    AnnounceRequest,
-    AnnounceResponse,
-    parse_announce_response,
-)
+from seedcast.peer.announce import AnnounceEvent, AnnounceResponse
+from seedcast.peer.announcer import Announcer, Fetch
+from seedcast.peer.bans import BanList
 from seedcast.peer.choker import Choker, ChokerPeer, is_snubbed
+from seedcast.peer.connection import Connection, Wakeup
 from seedcast.peer.messages import (
     BLOCK_SIZE,
     Bitfield,
-    BlockRef,
     Cancel,
     Choke,
     ConnectionClosed,
@@ -84,13 +76,9 @@ from seedcast.peer.messages import (
 )
 from seedcast.peer.metainfo import Metainfo
 from seedcast.peer.picker import PiecePicker
-from seedcast.peer.rates import RateMeter
 from seedcast.peer.storage import Storage
 from seedcast.peer.wire import PeerWire, TorrentShape
 from seedcast.ratelimit import TokenBucket, consume_all
-
-if TYPE_CHECKING:
-    from seedcast.http11 import HttpClient
 
 __all__ = ["PieceCompleted", "Swarm", "SwarmSettings", "SwarmStatistics", "new_peer_id"]
 
@@ -98,15 +86,8 @@ log = logging.getLogger("seedcast.peer")
 
 PEER_ID_PREFIX = b"-SC0100-"
 _RECEIVE_SIZE = 64 * 1024
-_OUTBOX_HIGH_WATER = 128 * 1024
 _CHARGE_BYTES = 16 * 1024
 _DEPTH_SECONDS = 0.25
-_UPLOAD_BATCH = 2
-"""Blocks charged to the upload caps and sent together."""
-_STOPPED_ANNOUNCE_SECONDS = 2.0
-
-Fetch = Callable[[str, str | None], Awaitable[bytes]]
-"""``await fetch(url, local_address)`` -> response body (raises TransportError / ProtocolError)."""
 
 
 def new_peer_id(rng: random.Random) -> bytes:
@@ -192,119 +173,6 @@ def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
     return leaves
 
 
-class _Wakeup:
-    """A level-triggered wake-up: ``set()`` then ``await wait()`` returns once."""
-
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-        self._event = trio.Event()
-
-
-class _Connection:
-    __slots__ = (
-        "address",
-        "closing",
-        "connected_at",
-        "down_bucket",
-        "down_meter",
-        "drained",
-        "interested_since",
-        "last_block_at",
-        "last_received",
-        "last_request_at",
-        "last_sent",
-        "listen_address",
-        "nursery",
-        "outbox",
-        "outgoing",
-        "pending_haves",
-        "request_depth",
-        "request_depth_at",
-        "sending",
-        "sending_since",
-        "stream",
-        "uncharged",
-        "unchoked_at",
-        "up_bucket",
-        "up_meter",
-        "upload_queue",
-        "upload_wakeup",
-        "wire",
-        "writer_wakeup",
-    )
-
-    def __init__(
-        self,
-        stream: RawStream,
-        wire: PeerWire,
-        address: tuple[str, int],
-        *,
-        outgoing: bool,
-        now: float,
-        settings: SwarmSettings,
-    ) -> None:
-        self.stream = stream
-        self.wire = wire
-        self.address = address
-        self.listen_address: tuple[str, int] | None = address if outgoing else None
-        self.outgoing = outgoing
-        self.connected_at = now
-        self.last_received = now
-        self.last_sent = now
-        self.sending = False
-        self.sending_since: float | None = None
-        self.uncharged = 0
-        self.interested_since: float | None = None
-        self.last_block_at: float | None = None
-        self.last_request_at = now
-        self.unchoked_at = now
-        self.down_meter = RateMeter(now)
-        self.up_meter = RateMeter(now)
-        self.outbox = bytearray()
-        self.writer_wakeup = _Wakeup()
-        self.drained = _Wakeup()
-        self.upload_queue: deque[BlockRef] = deque()
-        self.pending_haves: list[int] = []
-        self.request_depth = 0
-        self.request_depth_at = -1e9
-        self.upload_wakeup = _Wakeup()
-        self.closing = False
-        self.nursery: trio.Nursery | None = None
-        self.up_bucket = (
-            TokenBucket(settings.connection_upload_rate)
-            if settings.connection_upload_rate
-            else None
-        )
-        self.down_bucket = (
-            TokenBucket(settings.connection_download_rate)
-            if settings.connection_download_rate
-            else None
-        )
-
-    def write(self, data: bytes) -> None:
-        if data and not self.closing:
-            self.outbox += data
-            self.writer_wakeup.set()
-
-    def send(self, event: Event) -> None:
-        self.write(self.wire.send(event))
-
-    @property
-    def identity(self) -> tuple[str, bytes | None]:
-        return self.address[0], self.wire.remote_peer_id
-
-    def __repr__(self) -> str:
-        return f"<peer {self.address[0]}:{self.address[1]}>"
-
-
 class Swarm:
     """One torrent shared with the swarm. See the module docstring."""
 
@@ -340,8 +208,7 @@ class Swarm:
         self.listen_address: tuple[str, int] | None = None
         if announce_urls is None:
             announce_urls = [metainfo.announce] if metainfo.announce else []
-        self.announce_urls = [url for url in announce_urls if url.startswith("http")]
-        self._fetch = fetch
+        self.announcer = Announcer(self, list(announce_urls), fetch)
         self._initial_have = None if have is None else list(have)
         self.shape = TorrentShape(metainfo.info_hash, metainfo.piece_length, metainfo.total_length)
         self.picker = PiecePicker(
@@ -361,37 +228,30 @@ class Swarm:
         self.download_bucket = download_bucket or (
             TokenBucket(self.settings.download_rate) if self.settings.download_rate else None
         )
-        self._connections: set[_Connection] = set()
-        self._by_peer_id: dict[bytes, _Connection] = {}
+        self._connections: set[Connection] = set()
+        self._by_peer_id: dict[tuple[str, bytes], Connection] = {}
+        """(IP, peer id) -> its connection: one per peer; an id alone is only a claim."""
         self._connecting: set[tuple[str, int]] = set()
         self._known: dict[tuple[str, int], float] = {}
         """Addresses to connect to -> earliest next attempt."""
         self._peer_ids: dict[tuple[str, int], bytes] = {}
-        self._banned_hosts: set[str] = set()
-        self._banned_ids: set[bytes] = set()
-        self._blame: Counter[tuple[str, bytes | None]] = Counter()
-        self._block_sources: dict[int, dict[int, tuple[str, bytes | None]]] = {}
-        self._suspects: dict[int, list[tuple[tuple[str, bytes | None], int, bytes]]] = {}
+        """Address -> the peer id the tracker claims for it (checked in the handshake)."""
+        self.bans = BanList(threshold=self.settings.ban_threshold)
         self._piece_listeners: list[Callable[[PieceCompleted], None]] = []
         self._piece_waiters: dict[int, trio.Event] = {}
         self._complete_event = trio.Event()
         self._ready_event = trio.Event()
-        self._tick_wakeup = _Wakeup()
-        self._flush_wakeup = _Wakeup()
-        self._unflushed: set[_Connection] = set()
-        self._announce_wakeup = _Wakeup()
+        self._tick_wakeup = Wakeup()
+        self._flush_wakeup = Wakeup()
+        self._unflushed: set[Connection] = set()
         self._nursery: trio.Nursery | None = None
         self.started_at: float | None = None
         self.completed_at: float | None = None
         self.bytes_uploaded = 0
         self.bytes_downloaded = 0
         self.hash_failures = 0
-        self.bans = 0
         self.connections_refused = 0
         self.protocol_errors: Counter[str] = Counter()
-        self.tracker_errors = 0
-        self.last_announce: AnnounceResponse | None = None
-        self._http: HttpClient | None = None
 
     # -- public API -----------------------------------------------------------
 
@@ -403,6 +263,51 @@ class Swarm:
         """Connect to ``host:port`` (as if a tracker had named it)."""
         self._known.setdefault((host, port), 0.0)
         self._tick_wakeup.set()
+
+    def learn_peers(self, peers: Iterable[tuple[str, int, bytes | None]]) -> None:
+        """Addresses to connect to (host, port, claimed peer id or None), from a tracker or PEX."""
+        own = self.listen_address
+        learned = False
+        for host, port, peer_id in peers:
+            address = (host, port)
+            if own is not None and address == own:
+                continue
+            if peer_id is not None:
+                if peer_id == self.peer_id:
+                    continue
+                self._peer_ids[address] = peer_id
+            self._known.setdefault(address, 0.0)
+            learned = True
+        if learned:
+            self._tick_wakeup.set()
+
+    async def announce(
+        self, event: AnnounceEvent | None, *, quiet: bool = False
+    ) -> AnnounceResponse | None:
+        """One announce to the trackers now (see :meth:`Announcer.announce`)."""
+        return await self.announcer.announce(event, quiet=quiet)
+
+    @property
+    def last_announce(self) -> AnnounceResponse | None:
+        return self.announcer.last_response
+
+    @property
+    def tracker_errors(self) -> int:
+        return self.announcer.errors
+
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def bytes_left(self) -> int:
+        """Bytes of the pieces we still lack."""
+        picker = self.picker
+        if picker.complete:
+            return 0
+        return sum(
+            self.metainfo.piece_size(index)
+            for index in range(picker.num_pieces)
+            if not picker.has(index)
+        )
 
     def add_piece_listener(self, listener: Callable[[PieceCompleted], None]) -> None:
         """Call ``listener(PieceCompleted)`` for every piece verified from now on."""
@@ -481,7 +386,7 @@ class Swarm:
             peers_interested=sum(1 for conn in established if conn.wire.peer_interested),
             peers_unchoking_us=sum(1 for conn in established if not conn.wire.peer_choking),
             hash_failures=self.hash_failures,
-            bans=self.bans,
+            bans=self.bans.bans,
             connections_refused=self.connections_refused,
             protocol_errors=dict(self.protocol_errors),
             seconds_to_complete=seconds,
@@ -523,8 +428,8 @@ class Swarm:
                 nursery.start_soon(self._accept_loop, listener)
                 nursery.start_soon(self._tick_loop)
                 nursery.start_soon(self._flush_loop)
-                if self.announce_urls:
-                    nursery.start_soon(self._tracker_loop)
+                if self.announcer.urls:
+                    nursery.start_soon(self.announcer.run)
                 self._ready_event.set()
                 task_status.started([f"{bound[0]}:{bound[1]}"])
         finally:
@@ -541,7 +446,7 @@ class Swarm:
                 await trio.sleep(0.1)
                 continue
             if len(self._connections) >= self.settings.max_connections or (
-                peer[0] in self._banned_hosts
+                self.bans.is_banned(peer[0])
             ):
                 self.connections_refused += 1
                 await stream.aclose()
@@ -573,8 +478,14 @@ class Swarm:
             fast=self.settings.fast_extension,
             expected_peer_id=self._peer_ids.get(address) if outgoing else None,
         )
-        conn = _Connection(
-            stream, wire, address, outgoing=outgoing, now=now, settings=self.settings
+        conn = Connection(
+            stream,
+            wire,
+            address,
+            outgoing=outgoing,
+            now=now,
+            upload_rate=self.settings.connection_upload_rate,
+            download_rate=self.settings.connection_download_rate,
         )
         self._connections.add(conn)
         try:
@@ -582,7 +493,7 @@ class Swarm:
                 conn.send(wire.handshake(self.metainfo.info_hash))
             async with trio.open_nursery() as nursery:
                 conn.nursery = nursery
-                nursery.start_soon(self._writer, conn)
+                nursery.start_soon(conn.writer)
                 await self._reader(conn)
                 nursery.cancel_scope.cancel()
         # Errors arrive wrapped in the connection's nursery group: sort them
@@ -615,13 +526,14 @@ class Swarm:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    def _forget(self, conn: _Connection) -> None:
+    def _forget(self, conn: Connection) -> None:
         conn.closing = True
         conn.wire.close()
         self._connections.discard(conn)
         peer_id = conn.wire.remote_peer_id
-        if peer_id is not None and self._by_peer_id.get(peer_id) is conn:
-            del self._by_peer_id[peer_id]
+        key = (conn.address[0], peer_id or b"")
+        if peer_id is not None and self._by_peer_id.get(key) is conn:
+            del self._by_peer_id[key]
         if conn.listen_address is not None:
             self._known[conn.listen_address] = trio.current_time() + self.settings.retry_seconds
         self.picker.remove_peer(conn)
@@ -629,13 +541,13 @@ class Swarm:
         conn.drained.set()
         self._tick_wakeup.set()
 
-    def _close(self, conn: _Connection) -> None:
+    def _close(self, conn: Connection) -> None:
         """Drop ``conn`` from our side (ban, duplicate, both seeds)."""
         if conn.nursery is not None:
             conn.nursery.cancel_scope.cancel()
         conn.closing = True
 
-    async def _reader(self, conn: _Connection) -> None:
+    async def _reader(self, conn: Connection) -> None:
         # No per-read deadline here (a cancel scope per read costs more than
         # the read): the tick loop's watchdog closes silent connections.
         stream = conn.stream
@@ -665,23 +577,6 @@ class Swarm:
                 # Parsing pauses after an incoming handshake until ours is sent.
                 events = wire.pending_events() if wire.buffered() else []
 
-    async def _writer(self, conn: _Connection) -> None:
-        stream = conn.stream
-        while True:
-            while not conn.outbox or conn.sending:
-                await conn.writer_wakeup.wait()
-            data = conn.outbox
-            conn.outbox = bytearray()
-            conn.sending = True
-            conn.sending_since = trio.current_time()
-            try:
-                await stream.send_all(data)
-            finally:
-                conn.sending = False
-                conn.sending_since = None
-            conn.last_sent = trio.current_time()
-            conn.drained.set()
-
     async def _flush_loop(self) -> None:
         """Send the HAVEs waiting for peers we choke, every ``batch_seconds``."""
         while True:
@@ -691,12 +586,12 @@ class Swarm:
             for conn in pending:
                 self._flush_haves(conn)
 
-    def _flush_haves(self, conn: _Connection) -> None:
+    def _flush_haves(self, conn: Connection) -> None:
         if conn.pending_haves and not conn.closing:
             conn.write(conn.wire.send_haves(conn.pending_haves))
         conn.pending_haves.clear()
 
-    def _watchdog(self, conn: _Connection, now: float) -> None:
+    def _watchdog(self, conn: Connection, now: float) -> None:
         """Close connections that stay silent, never finish the handshake or stall a write."""
         settings = self.settings
         if not conn.wire.established:
@@ -709,62 +604,15 @@ class Swarm:
             log.debug("connection timed out", extra={"fields": {"peer": conn.address}})
             self._close(conn)
 
-    async def _uploader(self, conn: _Connection) -> None:
-        wire = conn.wire
-        queue = conn.upload_queue
-        while not conn.closing:
-            while not queue:
-                await conn.upload_wakeup.wait()
-                if conn.closing:
-                    return
-            batch: list[BlockRef] = []
-            while queue and len(batch) < _UPLOAD_BATCH:
-                block = queue.popleft()
-                if block in wire.remote_requests:
-                    batch.append(block)
-            if not batch:
-                continue
-            if self.upload_bucket is not None or conn.up_bucket is not None:
-                total = sum(block.length for block in batch)
-                await consume_all((self.upload_bucket, conn.up_bucket), total)
-            if conn.closing:
-                return
-            parts = []
-            sent = 0
-            for block in batch:
-                if block in wire.remote_requests:  # not cancelled or choked meanwhile
-                    data = self.storage.read_block(block.index, block.begin, block.length)
-                    parts.append(wire.send(Piece(block.index, block.begin, data)))
-                    sent += block.length
-            if not sent:
-                continue
-            now = trio.current_time()
-            conn.up_meter.add(sent, now)
-            self.bytes_uploaded += sent
-            if conn.sending:
-                # The writer is busy: queue behind what it sends.
-                conn.write(b"".join(parts))
-                while len(conn.outbox) > _OUTBOX_HIGH_WATER and not conn.closing:
-                    await conn.drained.wait()
-                continue
-            # Send ourselves (one task switch less per block), after anything queued.
-            conn.sending = True
-            if conn.outbox:
-                parts.insert(0, bytes(conn.outbox))
-                conn.outbox = bytearray()
-            conn.sending_since = now
-            try:
-                await conn.stream.send_all(b"".join(parts))
-            finally:
-                conn.sending = False
-                conn.sending_since = None
-            conn.last_sent = trio.current_time()
-            if conn.outbox:
-                conn.writer_wakeup.set()
+    def _upload_cap(self) -> TokenBucket | None:
+        return self.upload_bucket
+
+    def _count_upload(self, sent: int) -> None:
+        self.bytes_uploaded += sent
 
     # -- events ------------------------------------------------------------------------
 
-    def _handle(self, conn: _Connection, event: Event, now: float) -> None:
+    def _handle(self, conn: Connection, event: Event, now: float) -> None:
         wire = conn.wire
         picker = self.picker
         if isinstance(event, Piece):
@@ -816,11 +664,12 @@ class Swarm:
         # Choke (requests come back as rejects or RequestsDropped), HaveNone,
         # KeepAlive, AllowedFast, SuggestPiece, Port, unknown messages: nothing to do.
 
-    def _on_handshake(self, conn: _Connection, handshake: Handshake, now: float) -> None:
+    def _on_handshake(self, conn: Connection, handshake: Handshake, now: float) -> None:
         peer_id = handshake.peer_id
-        if peer_id in self._banned_ids or conn.address[0] in self._banned_hosts:
+        if self.bans.is_banned(conn.address[0]):
             raise RemoteProtocolError("banned peer", reason="banned")
-        existing = self._by_peer_id.get(peer_id)
+        key = (conn.address[0], peer_id)
+        existing = self._by_peer_id.get(key)
         if existing is not None:
             # Both sides connected at once: keep the connection opened by the
             # peer with the smaller id, so both ends drop the same one.
@@ -829,7 +678,7 @@ class Swarm:
                 self._close(existing)
             else:
                 raise RemoteProtocolError("second connection to the same peer", reason="duplicate")
-        self._by_peer_id[peer_id] = conn
+        self._by_peer_id[key] = conn
         if conn.outgoing:
             self._peer_ids[conn.address] = peer_id
             self._known[conn.address] = now + self.settings.retry_seconds
@@ -844,16 +693,18 @@ class Swarm:
         elif self.picker.have_count:
             conn.send(Bitfield.from_flags(self.picker.have_flags()))
         assert conn.nursery is not None
-        conn.nursery.start_soon(self._uploader, conn)
+        conn.nursery.start_soon(
+            conn.uploader, self.storage.read_block, self._upload_cap, self._count_upload
+        )
         self._tick_wakeup.set()
 
-    def _after_peer_pieces(self, conn: _Connection, now: float) -> None:
+    def _after_peer_pieces(self, conn: Connection, now: float) -> None:
         if self.picker.complete and self.picker.peer_is_seed(conn):
             self._close(conn)  # two seeds have nothing to say to each other
             return
         self._update_interest(conn, now)
 
-    def _update_interest(self, conn: _Connection, now: float, *, fill: bool = True) -> None:
+    def _update_interest(self, conn: Connection, now: float, *, fill: bool = True) -> None:
         wire = conn.wire
         want = self.picker.is_interesting(conn)
         if want and not wire.am_interested:
@@ -865,7 +716,7 @@ class Swarm:
         if fill and want and not wire.peer_choking:
             self._fill_requests(conn, now)
 
-    def _fill_requests(self, conn: _Connection, now: float) -> None:
+    def _fill_requests(self, conn: Connection, now: float) -> None:
         wire = conn.wire
         if wire.peer_choking or not wire.am_interested or conn.closing:
             return
@@ -884,7 +735,7 @@ class Swarm:
         if blocks:
             conn.write(b"".join(wire.send(Request(block)) for block in blocks))
 
-    def _on_piece(self, conn: _Connection, piece: Piece, now: float) -> None:
+    def _on_piece(self, conn: Connection, piece: Piece, now: float) -> None:
         length = len(piece.data)
         self.bytes_downloaded += length
         conn.down_meter.add(length, now)
@@ -892,20 +743,18 @@ class Swarm:
         block = piece.block
         outcome = self.picker.block_received(conn, block)
         for other, duplicate in outcome.cancel:
-            assert isinstance(other, _Connection)
+            assert isinstance(other, Connection)
             if duplicate in other.wire.our_requests:
                 other.send(Cancel(duplicate))
         if outcome.accepted:
             self.storage.write_block(piece.index, piece.begin, piece.data)
-            sources = self._block_sources.setdefault(piece.index, {})
-            sources[piece.begin // BLOCK_SIZE] = conn.identity
+            self.bans.block_received(piece.index, piece.begin, conn.address)
             if outcome.piece_complete:
                 self._on_piece_complete(piece.index, now)
         self._fill_requests(conn, now)
 
     def _on_piece_complete(self, index: int, now: float) -> None:
         buffer = self.storage.take_piece(index)
-        sources = self._block_sources.pop(index, {})
         if buffer is not None and self.storage.write_piece(index, buffer):
             self._piece_passed(index, "peer", now)
             self._judge_suspects(index, buffer)
@@ -916,53 +765,32 @@ class Swarm:
             "piece failed verification",
             extra={"fields": {"piece": index, "peers": len(contributors)}},
         )
-        if buffer is not None:
-            suspects = self._suspects.setdefault(index, [])
-            for block_number, identity in sources.items():
-                start = block_number * BLOCK_SIZE
-                digest = sha1(buffer[start : start + BLOCK_SIZE]).digest()
-                suspects.append((identity, block_number, digest))
-        culprits = set(sources.values())
-        if len(culprits) == 1:
-            # A piece from a single peer that fails is that peer's fault.
-            (identity,) = culprits
-            self._blame[identity] += 1
-            if self._blame[identity] >= self.settings.ban_threshold:
-                self._ban(identity, "hash failures")
+        for host in self.bans.piece_failed(index, buffer):
+            self._banned(host)
         for conn in list(self._connections):
             if conn.wire.established and not conn.closing:
                 self._fill_requests(conn, now)
 
     def _judge_suspects(self, index: int, good: bytes | bytearray) -> None:
         """A piece that failed before now passed: whoever sent a different block lied."""
-        suspects = self._suspects.pop(index, None)
-        if not suspects:
-            return
-        for identity, block_number, digest in suspects:
-            start = block_number * BLOCK_SIZE
-            if sha1(good[start : start + BLOCK_SIZE]).digest() != digest:
-                self._ban(identity, "sent corrupt data")
+        for host in self.bans.piece_passed(index, good):
+            self._banned(host)
 
-    def _ban(self, identity: tuple[str, bytes | None], why: str) -> None:
-        host, peer_id = identity
-        if peer_id is not None and peer_id in self._banned_ids:
-            return
-        self.bans += 1
-        if peer_id is not None:
-            self._banned_ids.add(peer_id)
-        if host:
-            self._banned_hosts.add(host)
-        log.warning("peer banned", extra={"fields": {"peer": host, "reason": why}})
+    def _banned(self, host: str) -> None:
+        """``host`` was just banned: say so and drop its connections."""
+        log.warning(
+            "peer banned", extra={"fields": {"peer": host, "reason": self.bans.reason(host)}}
+        )
         for conn in list(self._connections):
-            if conn.address[0] == host or (peer_id and conn.wire.remote_peer_id == peer_id):
+            if conn.address[0] == host:
                 self._close(conn)
 
     def _piece_passed(self, index: int, source: str, now: float, *, announce: bool = True) -> None:
         for peer, block in self.picker.piece_passed(index):
-            assert isinstance(peer, _Connection)
+            assert isinstance(peer, Connection)
             if block in peer.wire.our_requests and not peer.closing:
                 peer.send(Cancel(block))
-        self._block_sources.pop(index, None)
+        self.bans.forget_piece(index)
         if announce:
             for conn in list(self._connections):
                 if conn.closing or not conn.wire.established:
@@ -1004,7 +832,7 @@ class Swarm:
                     }
                 },
             )
-        self._announce_wakeup.set()
+        self.announcer.wake()
         for conn in list(self._connections):
             if not conn.wire.established or conn.closing:
                 continue
@@ -1040,7 +868,7 @@ class Swarm:
                 connected_at=conn.connected_at,
                 snubbed=is_snubbed(now, conn.interested_since, conn.last_block_at),
                 idle=self._idle(conn, now),
-                uploaded=conn.up_meter.total,
+                uploaded=int(conn.up_meter.total),
             )
             for conn in established
         ]
@@ -1054,7 +882,7 @@ class Swarm:
                 conn.send(Choke())
                 conn.upload_queue.clear()
 
-    def _idle(self, conn: _Connection, now: float) -> bool:
+    def _idle(self, conn: Connection, now: float) -> bool:
         """Unchoked for a while and asking us for nothing."""
         if conn.wire.am_choking or conn.wire.remote_requests or conn.upload_queue:
             return False
@@ -1064,7 +892,7 @@ class Swarm:
     def _housekeeping(self, now: float) -> None:
         settings = self.settings
         for peer, block in self.picker.stalled(now, settings.request_timeout):
-            assert isinstance(peer, _Connection)
+            assert isinstance(peer, Connection)
             self.picker.cancel_request(peer, block)
             if block in peer.wire.our_requests and not peer.closing:
                 peer.send(Cancel(block))
@@ -1092,124 +920,14 @@ class Swarm:
                 break
             if not_before > now or address in connected or address in self._connecting:
                 continue
-            if address[0] in self._banned_hosts or self._peer_ids.get(address) in self._banned_ids:
+            if self.bans.is_banned(address[0]):
                 continue
             if own is not None and address == own:
                 continue
-            if self._peer_ids.get(address) in self._by_peer_id:
+            claimed = self._peer_ids.get(address)
+            if claimed is not None and (address[0], claimed) in self._by_peer_id:
                 continue
             self._known[address] = now + settings.retry_seconds
             self._connecting.add(address)
             room -= 1
             self._nursery.start_soon(self._connect, address)
-
-    # -- tracker --------------------------------------------------------------------------
-
-    def _left(self) -> int:
-        missing = self.picker.num_pieces - self.picker.have_count
-        if not missing:
-            return 0
-        return sum(
-            self.metainfo.piece_size(index)
-            for index in range(self.picker.num_pieces)
-            if not self.picker.has(index)
-        )
-
-    async def announce(
-        self, event: AnnounceEvent | None, *, quiet: bool = False
-    ) -> AnnounceResponse | None:
-        """One announce to each tracker URL in turn; the first answer wins. None if all fail.
-
-        Failures are counted and logged (a warning, or debug when ``quiet``).
-        """
-        assert self.listen_address is not None
-        request = AnnounceRequest(
-            info_hash=self.metainfo.info_hash,
-            peer_id=self.peer_id,
-            port=self.listen_address[1],
-            uploaded=self.bytes_uploaded,
-            downloaded=self.bytes_downloaded,
-            left=self._left(),
-            event=event,
-            numwant=0 if event is AnnounceEvent.STOPPED else self.settings.numwant,
-        )
-        for url in self.announce_urls:
-            try:
-                with trio.fail_after(self.settings.announce_timeout):
-                    body = await self._get(request.url(url))
-                response = parse_announce_response(body)
-            except (SeedcastError, OSError, trio.TooSlowError, ValueError) as error:
-                self.tracker_errors += 1
-                reason = error.reason if isinstance(error, ProtocolError) else type(error).__name__
-                log.log(
-                    logging.DEBUG if quiet else logging.WARNING,
-                    "announce failed",
-                    extra={"fields": {"tracker": url, "reason": reason, "error": error}},
-                )
-                continue
-            self.last_announce = response
-            own = self.listen_address
-            for peer in response.peers:
-                address = (peer.host, peer.port)
-                if own is not None and address == own:
-                    continue
-                if peer.peer_id is not None:
-                    if peer.peer_id == self.peer_id:
-                        continue
-                    self._peer_ids[address] = peer.peer_id
-                self._known.setdefault(address, 0.0)
-            if response.peers:
-                self._tick_wakeup.set()
-            return response
-        return None
-
-    async def _get(self, url: str) -> bytes:
-        if self._fetch is not None:
-            return await self._fetch(url, self.settings.local_address)
-        if self._http is None:
-            timeout = self.settings.announce_timeout
-            from seedcast.http11 import HttpClient
-
-            self._http = HttpClient(
-                connect_timeout=timeout,
-                read_timeout=timeout,
-                max_connections_per_host=2,
-                local_address=self.settings.local_address,
-            )
-        response = await self._http.request("GET", url)
-        if response.status != 200:
-            raise TransportError(f"tracker answered HTTP {response.status}")
-        content: bytes = response.content
-        return content
-
-    async def _tracker_loop(self) -> None:
-        event: AnnounceEvent | None = AnnounceEvent.STARTED
-        completed_sent = self.picker.complete
-        failures = 0
-        try:
-            while True:
-                response = await self.announce(event, quiet=failures > 0)
-                if response is None:
-                    # Back off, and say so once: a tracker that is down must not flood the log.
-                    delay = min(5.0 * 2**failures, 300.0)
-                    failures += 1
-                else:
-                    failures = 0
-                    event = None
-                    delay = response.interval
-                    few_peers = len(self._connections) < min(10, self.settings.max_connections)
-                    if few_peers and not self.picker.complete and response.min_interval:
-                        delay = min(delay, max(response.min_interval, 5.0))
-                with trio.move_on_after(delay):
-                    while completed_sent or not self.picker.complete:
-                        await self._announce_wakeup.wait()
-                if self.picker.complete and not completed_sent:
-                    completed_sent = True
-                    if event is None:
-                        event = AnnounceEvent.COMPLETED
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(_STOPPED_ANNOUNCE_SECONDS):
-                await self.announce(AnnounceEvent.STOPPED, quiet=True)
-                if self._http is not None:
-                    await self._http.aclose()
-                    self._http = None

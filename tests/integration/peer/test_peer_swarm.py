@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 import socket
 import struct
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
+import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from seedcast.peer._rawsocket import RawStream
@@ -197,8 +199,44 @@ async def test_lying_peer_is_banned_and_download_completes(small_torrent: Torren
     statistics = leecher.statistics()
     assert statistics.hash_failures >= 1
     assert statistics.bans == 1
-    assert "127.0.40.66" in leecher._banned_hosts
-    assert "127.0.40.1" not in leecher._banned_hosts
+    assert leecher.bans.is_banned("127.0.40.66")
+    assert not leecher.bans.is_banned("127.0.40.1")
+    small_torrent.assert_identical(small_torrent.tmp / "leecher")
+
+
+async def test_a_liar_using_the_seeders_id_gets_itself_banned_not_the_seeder(
+    small_torrent: TorrentFixture, tmp_path: Path
+) -> None:
+    """#21 finding 3: bans follow the address bad bytes came from, never a claimed peer id."""
+    seed = small_torrent.seed(host="127.0.40.1")
+    # The liar claims the seed's peer id and "has" everything, but its copy is corrupt.
+    corrupt = tmp_path / "corrupt"
+    for relative, data in small_torrent.files.items():
+        path = corrupt / small_torrent.metainfo.name / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bytes(byte ^ 0x5A for byte in data))
+    liar = small_torrent.swarm(
+        corrupt,
+        name="liar",
+        host="127.0.40.66",
+        peer_id=seed.peer_id,
+        have=range(small_torrent.metainfo.piece_count),
+    )
+    leecher = small_torrent.leecher("leecher", host="127.0.40.2")
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await start(nursery, leecher)
+            liar_address = await start(nursery, liar)
+            leecher.add_peer(*liar_address)
+            # The liar is talking to the leecher before the real seed shows up.
+            await trio.testing.wait_all_tasks_blocked()
+            seed_address = await start(nursery, seed)
+            leecher.add_peer(*seed_address)
+            await leecher.wait_complete()
+            nursery.cancel_scope.cancel()
+    assert leecher.bans.is_banned("127.0.40.66")
+    assert not leecher.bans.is_banned("127.0.40.1")
+    assert seed.statistics().bytes_uploaded > 0
     small_torrent.assert_identical(small_torrent.tmp / "leecher")
 
 
