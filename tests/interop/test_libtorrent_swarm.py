@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import trio
 from seedcast.config import ClusterConfig
+from seedcast.peer.fast import allowed_fast_set
 from seedcast.peer.metainfo import Metainfo, create_torrent
 from seedcast.peer.storage import Storage
-from seedcast.peer.swarm import Swarm, SwarmSettings
+from seedcast.peer.swarm import PieceCompleted, Swarm, SwarmSettings
 
 pytest.importorskip("libtorrent", reason="libtorrent (PyPI) is the real client under test")
 
@@ -155,3 +156,56 @@ async def test_mixed_swarm_completes(tmp_path: Path, config: ClusterConfig) -> N
         setup.assert_identical(tmp_path / f"libtorrent-{n}")
     assert uploaded_by_leechers > 0
     assert from_libtorrent > 0
+
+
+async def test_libtorrent_fetches_allowed_fast_pieces_from_a_choking_seedcast_seed(
+    tmp_path: Path, config: ClusterConfig
+) -> None:
+    """BEP 6: our seed unchokes nobody, yet libtorrent gets the allowed-fast set we grant."""
+    async with tracker_and_setup(tmp_path, config) as (setup, nursery):
+        metainfo = setup.metainfo
+        assert metainfo is not None
+        seed = setup.seedcast_peer(setup.seed_dir, 1, regular_unchokes=0, optimistic_unchokes=0)
+        await nursery.start(seed.serve)
+        theirs = setup.libtorrent_peer(tmp_path / "libtorrent", host="127.0.40.102")
+        granted = allowed_fast_set("127.0.40.102", metainfo.info_hash, metainfo.piece_count)
+        try:
+            await theirs.wait_pieces(granted)
+            seeding = theirs.is_seeding()
+        finally:
+            await theirs.aclose()
+        uploaded = seed.statistics().bytes_uploaded
+    assert not seeding
+    # libtorrent skips the padding (BEP 47), so a little less than the granted pieces
+    assert 0 < uploaded <= sum(metainfo.piece_size(index) for index in granted)
+
+
+async def test_seedcast_fetches_allowed_fast_pieces_from_a_choking_libtorrent_seed(
+    tmp_path: Path, config: ClusterConfig
+) -> None:
+    """BEP 6 the other way: libtorrent unchokes nobody; we request its allowed-fast pieces."""
+    async with tracker_and_setup(tmp_path, config) as (setup, nursery):
+        metainfo = setup.metainfo
+        assert metainfo is not None
+        lt_seed = setup.libtorrent_peer(
+            setup.seed_dir, host="127.0.40.103", extra_settings={"unchoke_slots_limit": 0}
+        )
+        try:
+            await lt_seed.wait_checked()
+            ours = setup.seedcast_peer(tmp_path / "seedcast", 2)
+            got: list[int] = []
+            first = trio.Event()
+
+            def on_piece(event: PieceCompleted) -> None:
+                got.append(event.index)
+                first.set()
+
+            ours.add_piece_listener(on_piece)
+            await nursery.start(ours.serve)
+            await first.wait()
+            statistics = ours.statistics()
+        finally:
+            await lt_seed.aclose()
+    assert statistics.peers_unchoking_us == 0
+    assert statistics.peers_connected == 1
+    assert got

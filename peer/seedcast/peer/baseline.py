@@ -135,6 +135,12 @@ class LibtorrentPeer:
             await trio.to_thread.run_sync(self.session.wait_for_alert, 100)
             self._collect()
 
+    async def wait_pieces(self, indices: list[int]) -> None:
+        """Return once libtorrent has verified every piece in ``indices``."""
+        while not all(self.handle.have_piece(index) for index in indices):
+            await trio.to_thread.run_sync(self.session.wait_for_alert, 100)
+            self._collect()
+
     async def aclose(self) -> None:
         """Stop the session. Runs in a thread: libtorrent's destructor waits for its
         "stopped" announce, which a tracker in this very trio loop must be free to answer."""

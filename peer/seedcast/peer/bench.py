@@ -14,6 +14,12 @@ What it measures (all in one run, on loopback):
    doesn't), the same tracker.
 3. **One-to-one throughput**, uncapped: a seed and a leecher, ours (two
    processes) and libtorrent's (two sessions), in MB/s.
+4. With ``--free-riders K``, instead: the Seedcast swarm with K more
+   leechers that never unchoke anyone, run twice, with the classic choker
+   (seeds unchoke whoever downloads fastest, spare slots go to anyone: the
+   choker before tit-for-tat was enforced) and with today's (round-robin
+   seeding, spare slots only on credit). Printed: honest median and last
+   completion, the free-riders' median, and free-rider/honest ratios.
 
 Workers are ``python -m seedcast.peer.bench`` processes fed a JSON job on
 stdin; they report completions as JSON lines and stop when stdin closes.
@@ -32,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +92,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--trace", action="store_true", help="print the swarm's total upload rate every 2 s"
     )
     parser.add_argument(
+        "--free-riders",
+        metavar="K",
+        type=int,
+        default=0,
+        help="add K leechers that never unchoke anyone; compare the classic and today's choker",
+    )
+    parser.add_argument(
+        "--regular-unchokes",
+        metavar="SLOTS",
+        type=int,
+        default=None,
+        help="regular unchoke slots of every peer (default: SwarmSettings' 4)",
+    )
+    parser.add_argument(
         "--json", metavar="FILE", default=None, help="also write the results as JSON"
     )
     parser.add_argument(
@@ -99,10 +120,27 @@ class SwarmResult:
     completions: tuple[float, ...]
     """Seconds from start to each leecher's completion (missing = timed out)."""
     timed_out: int
+    free_riders: tuple[float, ...] = ()
+    """Completion seconds of the free-riders (``--free-riders``), not in ``completions``."""
+    free_riders_timed_out: int = 0
 
     @property
     def last(self) -> float:
         return max(self.completions) if self.completions else float("inf")
+
+    @property
+    def median(self) -> float:
+        return _median(self.completions)
+
+
+def _median(values: Sequence[float]) -> float:
+    if not values:
+        return float("inf")
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def bound(
@@ -137,6 +175,10 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
     counts = args.leechers or [8]
     if any(count < 1 or count > 250 for count in counts):
         raise UsageError("--leechers must be 1..250")
+    if args.free_riders < 0 or args.free_riders > 50:
+        raise UsageError("--free-riders must be 0..50")
+    if args.regular_unchokes is not None and args.regular_unchokes < 0:
+        raise UsageError("--regular-unchokes must be >= 0")
     console = Console()
     workdir = (
         Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="seedcast-swarm-"))
@@ -150,7 +192,34 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
     }
     try:
         source = _make_file(workdir / "source", "movie", "movie.bin", size)
-        if not args.no_swarm:
+        if args.free_riders:
+            results["free_riders"] = []
+            for count in counts:
+                limit = bound(size, count + args.free_riders, seed_upload, peer_upload, download)
+                caps = (seed_upload, peer_upload, download)
+                for choker in ("classic", "tit-for-tat"):
+                    console.print(
+                        f"[bold]free-riders[/] {count} honest + {args.free_riders} free-riding, "
+                        f"F={format_size(size)}, {choker} choker ..."
+                    )
+                    outcome = trio.run(
+                        partial(
+                            _seedcast_swarm,
+                            config,
+                            workdir,
+                            source,
+                            count,
+                            piece_length,
+                            caps,
+                            limit,
+                            args.workers,
+                            args.trace,
+                            free_riders=args.free_riders,
+                            settings=_choker_settings(choker, args.regular_unchokes),
+                        )
+                    )
+                    results["free_riders"].append(_free_rider_entry(choker, outcome))
+        elif not args.no_swarm:
             for count in counts:
                 limit = bound(size, count, seed_upload, peer_upload, download)
                 caps = (seed_upload, peer_upload, download)
@@ -199,6 +268,33 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    if results.get("free_riders"):
+        table = Table(title="Free-riders: completion seconds, honest leechers vs free-riders")
+        for column in (
+            "choker",
+            "honest",
+            "honest median s",
+            "honest last s",
+            "free-rider median s",
+            "free/honest median",
+            "honest median vs classic",
+        ):
+            table.add_column(column, justify="right")
+        classic: dict[int, float] = {}
+        for entry in results["free_riders"]:
+            if entry["choker"] == "classic":
+                classic[entry["honest"]] = entry["honest_median_s"]
+            baseline = classic.get(entry["honest"])
+            table.add_row(
+                entry["choker"],
+                str(entry["honest"]),
+                _seconds(entry["honest_median_s"], entry["honest_timed_out"]),
+                f"{entry['honest_last_s']:.1f}",
+                _seconds(entry["free_rider_median_s"], entry["free_riders_timed_out"]),
+                f"{entry['free_rider_ratio']:.2f}",
+                "-" if baseline is None else f"{entry['honest_median_s'] / baseline:.2f}",
+            )
+        console.print(table)
     if results["swarms"]:
         table = Table(title="Swarm: last leecher's completion vs the P2P bound")
         for column in (
@@ -268,6 +364,33 @@ def _swarm_entry(
     return entry
 
 
+def _choker_settings(choker: str, regular_unchokes: int | None) -> dict[str, Any]:
+    """SwarmSettings overrides of every peer for a ``--free-riders`` run."""
+    settings: dict[str, Any] = {}
+    if choker == "classic":
+        settings |= {"seed_policy": "fastest-upload", "unchoke_credit": None}
+    if regular_unchokes is not None:
+        settings["regular_unchokes"] = regular_unchokes
+    return settings
+
+
+def _free_rider_entry(choker: str, outcome: SwarmResult) -> dict[str, Any]:
+    honest = outcome.median
+    free = _median(outcome.free_riders)
+    return {
+        "choker": choker,
+        "honest": outcome.leechers,
+        "honest_median_s": honest,
+        "honest_last_s": outcome.last,
+        "honest_timed_out": outcome.timed_out,
+        "honest_completions_s": list(outcome.completions),
+        "free_rider_median_s": free,
+        "free_riders_timed_out": outcome.free_riders_timed_out,
+        "free_rider_completions_s": list(outcome.free_riders),
+        "free_rider_ratio": free / honest,
+    }
+
+
 def _make_file(root: Path, name: str, filename: str, size: int) -> Path:
     """``root/name/filename`` with ``size`` random bytes; returns ``root`` (a download dir)."""
     folder = root / name
@@ -319,8 +442,15 @@ async def _seedcast_swarm(
     limit: float,
     workers: int,
     trace: bool = False,
+    *,
+    free_riders: int = 0,
+    settings: dict[str, Any] | None = None,
 ) -> SwarmResult:
+    """``free_riders`` more leechers never unchoke anyone; ``settings``: every peer's overrides."""
     seed_upload, peer_upload, download = caps
+    common = settings or {}
+    stingy = {**common, "regular_unchokes": 0, "optimistic_unchokes": 0}
+    total = count + free_riders
     run_dir = workdir / f"seedcast-{count}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -329,7 +459,14 @@ async def _seedcast_swarm(
         torrent = run_dir / "swarm.torrent"
         torrent.write_bytes(_torrent(source, announce, piece_length))
         peers = [
-            {"index": 1, "dir": str(source), "seed": True, "upload": seed_upload, "download": 0.0}
+            {
+                "index": 1,
+                "dir": str(source),
+                "seed": True,
+                "upload": seed_upload,
+                "download": 0.0,
+                "settings": common,
+            }
         ] + [
             {
                 "index": 1 + number,
@@ -337,14 +474,16 @@ async def _seedcast_swarm(
                 "seed": False,
                 "upload": peer_upload,
                 "download": download,
+                "settings": stingy if number > count else common,
             }
-            for number in range(1, count + 1)
+            for number in range(1, total + 1)
         ]
         jobs: list[list[dict[str, Any]]] = [[] for _ in range(max(1, min(workers, len(peers))))]
         for position, peer in enumerate(peers):
             jobs[position % len(jobs)].append(peer)
         start_at = time.time() + 2.0 + 0.05 * count
         completions: list[float] = []
+        riders: list[float] = []
         uploaded: dict[int, int] = {}
         done = trio.Event()
         processes = []
@@ -376,8 +515,12 @@ async def _seedcast_swarm(
                             slot = round((message["time"] - start_at) / 2)
                             uploaded[slot] = uploaded.get(slot, 0) + message["bytes"]
                         if message.get("event") == "complete" and not message.get("seed"):
-                            completions.append(message["time"] - start_at)
-                            if len(completions) == count:
+                            seconds = message["time"] - start_at
+                            if message["peer"] > 1 + count:
+                                riders.append(seconds)
+                            else:
+                                completions.append(seconds)
+                            if len(completions) + len(riders) == total:
                                 done.set()
             finally:
                 with trio.CancelScope(shield=True):
@@ -409,7 +552,14 @@ async def _seedcast_swarm(
             print(
                 f"  t={2 * slot:4d} s  upload {rate:6.2f} MiB/s of {capacity:.0f}", file=sys.stderr
             )
-    return SwarmResult("seedcast", count, tuple(sorted(completions)), count - len(completions))
+    return SwarmResult(
+        "seedcast",
+        count,
+        tuple(sorted(completions)),
+        count - len(completions),
+        tuple(sorted(riders)),
+        free_riders - len(riders),
+    )
 
 
 def _worker_main() -> None:
@@ -433,7 +583,10 @@ async def _worker(job: dict[str, Any]) -> None:
             metainfo,
             storage,
             settings=SwarmSettings(
-                upload_rate=peer["upload"], download_rate=peer["download"], local_address=host
+                upload_rate=peer["upload"],
+                download_rate=peer["download"],
+                local_address=host,
+                **peer.get("settings", {}),
             ),
             listen=(host, 0),
             rng=random.Random(peer["index"]),

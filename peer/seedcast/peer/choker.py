@@ -4,14 +4,23 @@ How it works. The shell calls :meth:`Choker.decide` often (every second, and
 whenever a peer becomes interested or leaves) with a snapshot of the
 connected peers and gets back the set to keep unchoked.
 
-* Every ``interval`` (10 s) the regular slots are recomputed: the
-  ``regular_slots`` (4) interested peers that give us the best download rate
-  (when seeding: to whom we upload fastest), ties broken at random.
+* Every ``interval`` (10 s) the regular slots are recomputed.
+  Downloading, they are tit-for-tat: the ``regular_slots`` (4) interested
+  peers that give us the best download rate. A slot nobody reciprocating
+  fills goes to a peer that gave nothing lately only while it is within its
+  ``credit`` (what we sent it minus what it sent us, in bytes), least
+  indebted first: newcomers can start trading, a free-rider that never
+  uploads exhausts its credit and is left to optimistic unchokes alone.
   Peers that snub us (interested in them, nothing received for a minute)
   are left out of regular slots: anti-snubbing.
+* Seeding, nobody can reciprocate, so raw download speed must not win (it
+  rewards exactly the peers that keep their upload to themselves): the
+  default ``round-robin`` policy unchokes the peers we served least so far,
+  an equal share each, as libtorrent's round-robin seed choker does;
+  ``fastest-upload`` (those we upload to fastest) is kept as an option.
 * Between rounds, a slot freed by a peer that left or lost interest, or that
   stays unchoked without asking for anything (``idle``), is filled at once
-  with the next best candidate, so upload capacity never idles for 10 seconds.
+  with the next best candidate under the same rules.
 * One optimistic unchoke (plus one more per snubbing peer, up to the number
   of regular slots) rotates every ``optimistic_interval`` (30 s) to a random
   choked interested peer; peers connected for less than ``new_peer_seconds``
@@ -45,7 +54,9 @@ class ChokerPeer:
     connected_at: float
     snubbed: bool = False
     uploaded: int = 0
-    """Bytes we sent the peer so far (the round-robin seeding policy)."""
+    """Bytes we sent the peer so far (round-robin seeding, and its credit)."""
+    downloaded: int = 0
+    """Bytes the peer sent us so far (its credit)."""
     idle: bool = False
     """Unchoked, interested, yet it asked for nothing lately: everything it
     lacks from us is on its way from others. Its slot goes to another peer."""
@@ -77,11 +88,15 @@ class Choker:
         optimistic_interval: float = 30.0,
         new_peer_seconds: float = 60.0,
         new_peer_weight: float = 3.0,
-        seed_policy: str = "fastest-upload",
+        seed_policy: str = "round-robin",
+        credit: int | None = 512 * 1024,
     ) -> None:
+        """``credit``: bytes a peer that gives nothing back may get through regular slots
+        (None: no limit, the classic choker that fills spare slots with anyone)."""
         if seed_policy not in SEED_POLICIES:
             raise ValueError(f"seed_policy must be one of {', '.join(SEED_POLICIES)}")
         self.seed_policy = seed_policy
+        self.credit = credit
         self._rng = rng
         self.regular_slots = regular_slots
         self.optimistic_slots = optimistic_slots
@@ -100,21 +115,7 @@ class Choker:
         self._regular = [key for key in self._regular if key in interested]
         self._optimistic = [key for key in self._optimistic if key in interested]
 
-        def rank(peer: ChokerPeer) -> float:
-            if not seeding:
-                return peer.download_rate
-            if self.seed_policy == "round-robin":
-                return -peer.uploaded
-            return peer.upload_rate
-
-        candidates = [
-            peer
-            for peer in peers
-            if peer.interested and not peer.idle and (seeding or not peer.snubbed)
-        ]
-        # Random tie break: shuffle, then a stable sort.
-        self._rng.shuffle(candidates)
-        candidates.sort(key=rank, reverse=True)
+        candidates = self._candidates(peers, seeding=seeding)
 
         if self._next_round is None or now >= self._next_round:
             self._regular = [peer.key for peer in candidates[: self.regular_slots]]
@@ -149,6 +150,32 @@ class Choker:
             unchoked=frozenset(self._regular) | frozenset(self._optimistic),
             optimistic=frozenset(self._optimistic),
         )
+
+    def _candidates(self, peers: Sequence[ChokerPeer], *, seeding: bool) -> list[ChokerPeer]:
+        """Who may hold a regular slot, best first."""
+        eligible = [
+            peer
+            for peer in peers
+            if peer.interested and not peer.idle and (seeding or not peer.snubbed)
+        ]
+        # Random tie break: shuffle, then stable sorts.
+        self._rng.shuffle(eligible)
+        if seeding:
+            if self.seed_policy == "round-robin":
+                eligible.sort(key=lambda peer: peer.uploaded)
+            else:
+                eligible.sort(key=lambda peer: peer.upload_rate, reverse=True)
+            return eligible
+        giving = [peer for peer in eligible if peer.download_rate > 0]
+        giving.sort(key=lambda peer: peer.download_rate, reverse=True)
+        on_credit = [
+            peer
+            for peer in eligible
+            if peer.download_rate <= 0
+            and (self.credit is None or peer.uploaded - peer.downloaded < self.credit)
+        ]
+        on_credit.sort(key=lambda peer: peer.uploaded - peer.downloaded)
+        return giving + on_credit
 
     def _pick_optimistic(
         self, now: float, peers: Sequence[ChokerPeer], *, exclude: set[Hashable]

@@ -53,6 +53,7 @@ class Connection:
         "down_bucket",
         "down_meter",
         "drained",
+        "fast_budget",
         "interested_since",
         "last_block_at",
         "last_received",
@@ -68,6 +69,7 @@ class Connection:
         "sending",
         "sending_since",
         "stream",
+        "suggested",
         "uncharged",
         "unchoked_at",
         "up_bucket",
@@ -116,6 +118,10 @@ class Connection:
         self.request_depth_at = -1e9
         self.upload_wakeup = Wakeup()
         self.closing = False
+        self.suggested: deque[int] = deque(maxlen=16)
+        """Pieces the peer suggested (BEP 6), newest last."""
+        self.fast_budget = 0
+        """Bytes we still serve the peer while choking it (its allowed-fast pieces)."""
         self.nursery: trio.Nursery | None = None
         self.up_bucket = TokenBucket(upload_rate) if upload_rate else None
         self.down_bucket = TokenBucket(download_rate) if download_rate else None

@@ -49,13 +49,16 @@ from typing import Any
 import trio
 from seedcast.errors import RemoteProtocolError
 from seedcast.peer._rawsocket import RawListener, RawStream, open_raw_stream
+from seedcast.peer.admission import ConnectionView, admit
 from seedcast.peer.announce import AnnounceEvent, AnnounceResponse
 from seedcast.peer.announcer import Announcer, Fetch
 from seedcast.peer.bans import BanList
 from seedcast.peer.choker import Choker, ChokerPeer, is_snubbed
 from seedcast.peer.connection import Connection, Wakeup
+from seedcast.peer.fast import allowed_fast_set
 from seedcast.peer.messages import (
     BLOCK_SIZE,
+    AllowedFast,
     Bitfield,
     Cancel,
     Choke,
@@ -72,6 +75,7 @@ from seedcast.peer.messages import (
     RejectRequest,
     Request,
     RequestsDropped,
+    SuggestPiece,
     Unchoke,
 )
 from seedcast.peer.metainfo import Metainfo
@@ -105,6 +109,12 @@ class SwarmSettings:
     """Bytes/s per connection; 0 = unlimited."""
     connection_download_rate: float = 0.0
     max_connections: int = 50
+    max_connections_per_host: int = 8
+    """Connections from one IP address at most (0 = no cap)."""
+    eviction_grace: float = 10.0
+    """When full, a connection younger than this is never evicted for a newcomer."""
+    stall_seconds: float = 5.0
+    """A write blocked this long means the peer doesn't read: it loses its unchoke slot."""
     max_half_open: int = 8
     regular_unchokes: int = 4
     optimistic_unchokes: int = 1
@@ -116,8 +126,11 @@ class SwarmSettings:
     write_timeout: float = 60.0
     keepalive_interval: float = 60.0
     request_timeout: float = 20.0
-    seed_policy: str = "fastest-upload"
-    """Whom a seed unchokes: "fastest-upload" or "round-robin" (least served first)."""
+    seed_policy: str = "round-robin"
+    """Whom a seed unchokes: "round-robin" (least served first) or "fastest-upload"."""
+    unchoke_credit: int | None = 512 * 1024
+    """Bytes a peer that gives nothing back may get from our regular slots while we
+    download (None: no limit); past it, only optimistic unchokes serve it."""
     idle_unchoke_seconds: float = 2.0
     batch_seconds: float = 0.5
     """HAVE messages to peers we choke wait this long to travel together."""
@@ -152,6 +165,10 @@ class SwarmStatistics:
     bans: int
     connections_refused: int
     protocol_errors: dict[str, int] = field(default_factory=dict)
+    refusals: dict[str, int] = field(default_factory=dict)
+    """Incoming connections refused, by reason (banned, per_host, full)."""
+    evictions: int = 0
+    """Connections dropped to make room for a newcomer."""
     seconds_to_complete: float | None = None
     complete: bool = False
 
@@ -221,6 +238,7 @@ class Swarm:
             interval=self.settings.choke_interval,
             optimistic_interval=self.settings.optimistic_interval,
             seed_policy=self.settings.seed_policy,
+            credit=self.settings.unchoke_credit,
         )
         self.upload_bucket = upload_bucket or (
             TokenBucket(self.settings.upload_rate) if self.settings.upload_rate else None
@@ -250,7 +268,8 @@ class Swarm:
         self.bytes_uploaded = 0
         self.bytes_downloaded = 0
         self.hash_failures = 0
-        self.connections_refused = 0
+        self.refusals: Counter[str] = Counter()
+        self.evictions = 0
         self.protocol_errors: Counter[str] = Counter()
 
     # -- public API -----------------------------------------------------------
@@ -389,6 +408,8 @@ class Swarm:
             bans=self.bans.bans,
             connections_refused=self.connections_refused,
             protocol_errors=dict(self.protocol_errors),
+            refusals=dict(self.refusals),
+            evictions=self.evictions,
             seconds_to_complete=seconds,
             complete=self.complete,
         )
@@ -445,14 +466,54 @@ class Swarm:
                 log.warning("accept failed", extra={"fields": {"error": error}})
                 await trio.sleep(0.1)
                 continue
-            if len(self._connections) >= self.settings.max_connections or (
-                self.bans.is_banned(peer[0])
-            ):
-                self.connections_refused += 1
+            if not self._admit(peer[0]):
                 await stream.aclose()
                 continue
             assert self._nursery is not None
             self._nursery.start_soon(self._run_connection, stream, peer, False)
+
+    @property
+    def connections_refused(self) -> int:
+        return sum(self.refusals.values())
+
+    def _admit(self, host: str) -> bool:
+        """Take a connection from ``host``? Evicts the least useful one when full."""
+        now = trio.current_time()
+        settings = self.settings
+        decision = admit(
+            host,
+            [self._view(conn, now) for conn in self._connections if not conn.closing],
+            now,
+            max_connections=settings.max_connections,
+            per_host=settings.max_connections_per_host,
+            grace=settings.eviction_grace,
+            banned=self.bans.is_banned(host),
+        )
+        if decision.refusal is not None:
+            self.refusals[decision.refusal] += 1
+        if decision.evict is not None:
+            assert isinstance(decision.evict, Connection)
+            self.evictions += 1
+            log.debug("evicted for a newcomer", extra={"fields": {"peer": decision.evict.address}})
+            self._close(decision.evict)
+        return decision.accept
+
+    def _view(self, conn: Connection, now: float) -> ConnectionView:
+        wire = conn.wire
+        return ConnectionView(
+            key=conn,
+            host=conn.address[0],
+            connected_at=conn.connected_at,
+            established=wire.established,
+            stalled=self._stalled(conn, now),
+            exchanging=conn.down_meter.rate(now) > 0 or conn.up_meter.rate(now) > 0,
+            wanted=wire.peer_interested or wire.am_interested,
+        )
+
+    def _stalled(self, conn: Connection, now: float) -> bool:
+        """A write to ``conn`` has been blocked for ``stall_seconds``: it doesn't read."""
+        since = conn.sending_since
+        return since is not None and now - since > self.settings.stall_seconds
 
     # -- connections -------------------------------------------------------------------
 
@@ -630,9 +691,13 @@ class Swarm:
                     f"request for piece {block.index}, which we never announced",
                     reason="request-missing",
                 )
-            if wire.am_choking:
+            if wire.am_choking and not (
+                block.index in wire.allowed_fast_out and conn.fast_budget >= block.length
+            ):
                 conn.send(RejectRequest(block))  # fast extension: answer every request
             else:
+                if wire.am_choking:
+                    conn.fast_budget -= block.length
                 conn.upload_queue.append(block)
                 conn.upload_wakeup.set()
         elif isinstance(event, Cancel):
@@ -642,7 +707,10 @@ class Swarm:
                 pass
             if wire.fast and event.block in wire.remote_requests:
                 conn.send(RejectRequest(event.block))
-        elif isinstance(event, Unchoke):
+        elif isinstance(event, Unchoke | AllowedFast):
+            self._fill_requests(conn, now)
+        elif isinstance(event, SuggestPiece):
+            conn.suggested.append(event.index)
             self._fill_requests(conn, now)
         elif isinstance(event, RejectRequest):
             picker.cancel_request(conn, event.block)
@@ -662,7 +730,7 @@ class Swarm:
         elif isinstance(event, ConnectionClosed):
             conn.closing = True
         # Choke (requests come back as rejects or RequestsDropped), HaveNone,
-        # KeepAlive, AllowedFast, SuggestPiece, Port, unknown messages: nothing to do.
+        # KeepAlive, Port, unknown messages: nothing to do.
 
     def _on_handshake(self, conn: Connection, handshake: Handshake, now: float) -> None:
         peer_id = handshake.peer_id
@@ -692,11 +760,27 @@ class Swarm:
             conn.send(HaveNone())
         elif self.picker.have_count:
             conn.send(Bitfield.from_flags(self.picker.have_flags()))
+        if wire.fast and self.picker.have_count:
+            self._grant_allowed_fast(conn)
         assert conn.nursery is not None
         conn.nursery.start_soon(
             conn.uploader, self.storage.read_block, self._upload_cap, self._count_upload
         )
         self._tick_wakeup.set()
+
+    def _grant_allowed_fast(self, conn: Connection) -> None:
+        """BEP 6: the peer may fetch these pieces (those we have) while we choke it."""
+        granted = [
+            index
+            for index in allowed_fast_set(
+                conn.address[0], self.metainfo.info_hash, self.picker.num_pieces
+            )
+            if self.picker.has(index)
+        ]
+        for index in granted:
+            conn.send(AllowedFast(index))
+        # Each granted piece once: a peer that re-requests them gets rejects, not free data.
+        conn.fast_budget = sum(self.metainfo.piece_size(index) for index in granted)
 
     def _after_peer_pieces(self, conn: Connection, now: float) -> None:
         if self.picker.complete and self.picker.peer_is_seed(conn):
@@ -718,8 +802,13 @@ class Swarm:
 
     def _fill_requests(self, conn: Connection, now: float) -> None:
         wire = conn.wire
-        if wire.peer_choking or not wire.am_interested or conn.closing:
+        if not wire.am_interested or conn.closing:
             return
+        only: set[int] | None = None
+        if wire.peer_choking:
+            if not (wire.fast and wire.allowed_fast):
+                return
+            only = wire.allowed_fast  # BEP 6: these we may request while choked
         if now - conn.request_depth_at > _DEPTH_SECONDS:
             # Requests to keep outstanding: what the peer sends in request_seconds.
             settings = self.settings
@@ -731,7 +820,7 @@ class Swarm:
         wanted = conn.request_depth - len(wire.our_requests)
         if wanted <= 0:
             return
-        blocks = self.picker.pick_blocks(conn, wanted, now)
+        blocks = self.picker.pick_blocks(conn, wanted, now, only=only, suggested=conn.suggested)
         if blocks:
             conn.write(b"".join(wire.send(Request(block)) for block in blocks))
 
@@ -869,6 +958,7 @@ class Swarm:
                 snubbed=is_snubbed(now, conn.interested_since, conn.last_block_at),
                 idle=self._idle(conn, now),
                 uploaded=int(conn.up_meter.total),
+                downloaded=int(conn.down_meter.total),
             )
             for conn in established
         ]
@@ -880,10 +970,17 @@ class Swarm:
                     conn.unchoked_at = now
             elif not conn.wire.am_choking:
                 conn.send(Choke())
-                conn.upload_queue.clear()
+                # Requests for allowed-fast pieces survive a choke (BEP 6).
+                remaining = conn.wire.remote_requests
+                queue = conn.upload_queue
+                kept = [block for block in queue if block in remaining]
+                queue.clear()
+                queue.extend(kept)
 
     def _idle(self, conn: Connection, now: float) -> bool:
-        """Unchoked for a while and asking us for nothing."""
+        """Unchoked for a while and asking us for nothing, or not reading what it asked for."""
+        if self._stalled(conn, now):
+            return True
         if conn.wire.am_choking or conn.wire.remote_requests or conn.upload_queue:
             return False
         grace = self.settings.idle_unchoke_seconds

@@ -13,6 +13,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from seedcast.peer._rawsocket import RawStream
+from seedcast.peer.fast import allowed_fast_set
 from seedcast.peer.messages import BLOCK_SIZE, HaveAll, Piece, Request, Unchoke
 from seedcast.peer.swarm import PieceCompleted, Swarm, SwarmSettings, new_peer_id
 from seedcast.peer.wire import PeerWire
@@ -238,6 +239,33 @@ async def test_a_liar_using_the_seeders_id_gets_itself_banned_not_the_seeder(
     assert not leecher.bans.is_banned("127.0.40.1")
     assert seed.statistics().bytes_uploaded > 0
     small_torrent.assert_identical(small_torrent.tmp / "leecher")
+
+
+async def test_a_choked_leecher_fetches_its_allowed_fast_pieces(
+    small_torrent: TorrentFixture,
+) -> None:
+    """BEP 6: a seed with no unchoke slots still grants the allowed-fast set, and only that."""
+    metainfo = small_torrent.metainfo
+    seed = small_torrent.seed(
+        host="127.0.40.1",
+        settings=SwarmSettings(
+            local_address="127.0.40.1", regular_unchokes=0, optimistic_unchokes=0
+        ),
+    )
+    leecher = small_torrent.leecher("leecher", host="127.0.40.2")
+    granted = allowed_fast_set("127.0.40.2", metainfo.info_hash, metainfo.piece_count)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await start(nursery, leecher)
+            leecher.add_peer(*await start(nursery, seed))
+            for index in granted:
+                await leecher.wait_piece(index)
+            statistics = leecher.statistics()
+            nursery.cancel_scope.cancel()
+    assert statistics.peers_connected == 1
+    assert statistics.peers_unchoking_us == 0
+    assert leecher.picker.have_count == len(granted) < metainfo.piece_count
+    assert seed.statistics().bytes_uploaded == sum(metainfo.piece_size(i) for i in granted)
 
 
 async def test_connection_cap(small_torrent: TorrentFixture) -> None:
