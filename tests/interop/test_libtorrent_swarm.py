@@ -209,3 +209,57 @@ async def test_seedcast_fetches_allowed_fast_pieces_from_a_choking_libtorrent_se
     assert statistics.peers_unchoking_us == 0
     assert statistics.peers_connected == 1
     assert got
+
+
+DEAD_TRACKER = "http://127.0.0.1:9/announce"
+
+
+async def test_libtorrent_learns_a_seedcast_peer_through_our_pex(tmp_path: Path) -> None:
+    """BEP 10 + 11: our seed tells libtorrent about another Seedcast peer."""
+    setup = Setup(tmp_path)
+    setup.make_torrent(DEAD_TRACKER)
+    seed = setup.seedcast_peer(setup.seed_dir, 1)
+    # This one takes no PEX itself, so it can't be what connects to libtorrent.
+    other = setup.seedcast_peer(tmp_path / "other", 2, extension_protocol=False)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            seed_address = await nursery.start(seed.serve)
+            await nursery.start(other.serve)
+            assert other.listen_address is not None
+            seed.add_peer(*other.listen_address)
+            theirs = setup.libtorrent_peer(tmp_path / "libtorrent", host="127.0.40.102")
+            try:
+                host, port = seed_address[0].rsplit(":", 1)
+                theirs.connect(host, int(port))
+                peer = await theirs.wait_peer("127.0.40.2")
+            finally:
+                await theirs.aclose()
+            nursery.cancel_scope.cancel()
+    assert peer == ("127.0.40.2", other.listen_address[1], True)  # learned through PEX
+
+
+async def test_seedcast_learns_a_libtorrent_peer_through_its_pex(tmp_path: Path) -> None:
+    """BEP 10 + 11 the other way: a libtorrent seed tells us about a libtorrent leecher."""
+    setup = Setup(tmp_path)
+    setup.make_torrent(DEAD_TRACKER)
+    total = sum(FILES.values())
+    lt_seed = setup.libtorrent_peer(setup.seed_dir, host="127.0.40.103", upload_rate=total / 4)
+    lt_leecher = setup.libtorrent_peer(tmp_path / "libtorrent", host="127.0.40.104")
+    ours = setup.seedcast_peer(tmp_path / "seedcast", 2)
+    try:
+        with trio.fail_after(TIMEOUT):
+            await lt_seed.wait_checked()
+            lt_leecher.connect("127.0.40.103", lt_seed.port)
+            await lt_seed.wait_peer("127.0.40.104")
+            leecher_port = lt_leecher.port
+            async with trio.open_nursery() as nursery:
+                await nursery.start(ours.serve)
+                ours.add_peer("127.0.40.103", lt_seed.port)
+                await ours.wait_complete()
+                nursery.cancel_scope.cancel()
+    finally:
+        await lt_leecher.aclose()
+        await lt_seed.aclose()
+    assert ("127.0.40.104", leecher_port) in ours.known_peers()
+    assert ours.statistics().pex_learned >= 1
+    setup.assert_identical(tmp_path / "seedcast")

@@ -15,9 +15,11 @@ connected peers and gets back the set to keep unchoked.
   are left out of regular slots: anti-snubbing.
 * Seeding, nobody can reciprocate, so raw download speed must not win (it
   rewards exactly the peers that keep their upload to themselves): the
-  default ``round-robin`` policy unchokes the peers we served least so far,
-  an equal share each, as libtorrent's round-robin seed choker does;
-  ``fastest-upload`` (those we upload to fastest) is kept as an option.
+  default ``round-robin`` policy unchokes the peers we served least so far
+  and rotates as soon as a slot holder got ``seed_quota`` bytes more than
+  the least served peer waiting, an equal share each, like libtorrent's
+  round-robin seed choker; ``fastest-upload`` (those we upload to fastest)
+  is kept as an option.
 * Between rounds, a slot freed by a peer that left or lost interest, or that
   stays unchoked without asking for anything (``idle``), is filled at once
   with the next best candidate under the same rules.
@@ -25,7 +27,10 @@ connected peers and gets back the set to keep unchoked.
   of regular slots) rotates every ``optimistic_interval`` (30 s) to a random
   choked interested peer; peers connected for less than ``new_peer_seconds``
   are ``new_peer_weight`` (3) times as likely, since they have nothing to
-  trade yet.
+  trade yet. While downloading, peers in good standing (they gave us
+  something lately, or are within their credit) are picked first; one
+  that took more than its credit and gave nothing only when nobody else
+  is waiting, so a free-rider doesn't collect optimistic slots either.
 
 Time is ``now``; randomness comes from the ``random.Random`` given.
 """
@@ -89,7 +94,8 @@ class Choker:
         new_peer_seconds: float = 60.0,
         new_peer_weight: float = 3.0,
         seed_policy: str = "round-robin",
-        credit: int | None = 512 * 1024,
+        credit: int | None = 64 * 1024,
+        seed_quota: int = 256 * 1024,
     ) -> None:
         """``credit``: bytes a peer that gives nothing back may get through regular slots
         (None: no limit, the classic choker that fills spare slots with anyone)."""
@@ -97,6 +103,7 @@ class Choker:
             raise ValueError(f"seed_policy must be one of {', '.join(SEED_POLICIES)}")
         self.seed_policy = seed_policy
         self.credit = credit
+        self.seed_quota = seed_quota
         self._rng = rng
         self.regular_slots = regular_slots
         self.optimistic_slots = optimistic_slots
@@ -117,6 +124,14 @@ class Choker:
 
         candidates = self._candidates(peers, seeding=seeding)
 
+        if seeding and self.seed_policy == "round-robin":
+            # Rotate continuously, not every 10 s: a peer keeps its slot until it
+            # got ``seed_quota`` bytes more than the least served one waiting.
+            holders = set(self._regular)
+            waiting = [peer.uploaded for peer in candidates if peer.key not in holders]
+            if waiting:
+                limit = min(waiting) + self.seed_quota
+                self._regular = [key for key in self._regular if by_key[key].uploaded < limit]
         if self._next_round is None or now >= self._next_round:
             self._regular = [peer.key for peer in candidates[: self.regular_slots]]
             self._next_round = now + self.interval
@@ -139,7 +154,7 @@ class Choker:
             previous = set()
             self._optimistic = self._optimistic[:slots]
         while len(self._optimistic) < slots:
-            choice = self._pick_optimistic(now, peers, exclude=previous)
+            choice = self._pick_optimistic(now, peers, exclude=previous, seeding=seeding)
             if choice is None and previous:
                 previous = set()  # only the previous one is left: keep it
                 continue
@@ -177,8 +192,18 @@ class Choker:
         on_credit.sort(key=lambda peer: peer.uploaded - peer.downloaded)
         return giving + on_credit
 
+    def _in_good_standing(self, peer: ChokerPeer) -> bool:
+        if peer.download_rate > 0 or self.credit is None:
+            return True
+        return peer.uploaded - peer.downloaded < self.credit
+
     def _pick_optimistic(
-        self, now: float, peers: Sequence[ChokerPeer], *, exclude: set[Hashable]
+        self,
+        now: float,
+        peers: Sequence[ChokerPeer],
+        *,
+        exclude: set[Hashable],
+        seeding: bool,
     ) -> Hashable | None:
         pool = [
             peer
@@ -191,6 +216,9 @@ class Choker:
         ]
         if not pool:
             return None
+        if not seeding:
+            standing = [peer for peer in pool if self._in_good_standing(peer)]
+            pool = standing or pool
         weights = [
             self.new_peer_weight if now - peer.connected_at < self.new_peer_seconds else 1.0
             for peer in pool

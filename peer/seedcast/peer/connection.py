@@ -10,11 +10,13 @@ per block) or queues them behind what the writer sends (backpressure at
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 
 import trio
 from seedcast.peer._rawsocket import RawStream
+from seedcast.peer.extensions import ExtensionHandshake, PexState
 from seedcast.peer.messages import BlockRef, Event, Piece
 from seedcast.peer.wire import PeerWire
 from seedcast.ratelimit import TokenBucket, consume_all
@@ -53,7 +55,9 @@ class Connection:
         "down_bucket",
         "down_meter",
         "drained",
+        "extensions",
         "fast_budget",
+        "fast_granted",
         "interested_since",
         "last_block_at",
         "last_received",
@@ -64,6 +68,9 @@ class Connection:
         "outbox",
         "outgoing",
         "pending_haves",
+        "pex",
+        "pex_at",
+        "pex_received_at",
         "request_depth",
         "request_depth_at",
         "sending",
@@ -121,6 +128,13 @@ class Connection:
         self.suggested: deque[int] = deque(maxlen=16)
         """Pieces the peer suggested (BEP 6), newest last."""
         self.fast_budget = 0
+        self.fast_granted = False
+        self.extensions: ExtensionHandshake | None = None
+        """The peer's BEP 10 handshake, once received."""
+        self.pex = PexState()
+        self.pex_at = math.inf
+        """When we next send the peer a ut_pex message."""
+        self.pex_received_at = -math.inf
         """Bytes we still serve the peer while choking it (its allowed-fast pieces)."""
         self.nursery: trio.Nursery | None = None
         self.up_bucket = TokenBucket(upload_rate) if upload_rate else None

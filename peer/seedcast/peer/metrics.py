@@ -51,6 +51,11 @@ def swarm_metric_families(snapshots: Iterable[SwarmStatistics]) -> Iterable[Metr
         "Incoming connections refused, by reason (banned, per_host cap, full)",
         labels=[*labels, "reason"],
     )
+    pex = CounterMetricFamily(
+        "seedcast_peer_pex_learned_peers",
+        "Peer addresses first learned through peer exchange (ut_pex)",
+        labels=labels,
+    )
     evictions = CounterMetricFamily(
         "seedcast_peer_evictions",
         "Useless connections dropped to make room for a newcomer",
@@ -84,6 +89,7 @@ def swarm_metric_families(snapshots: Iterable[SwarmStatistics]) -> Iterable[Metr
         for reason, count in sorted(snapshot.refusals.items()):
             refused.add_metric([*values, reason], count)
         evictions.add_metric(values, snapshot.evictions)
+        pex.add_metric(values, snapshot.pex_learned)
         for reason, count in sorted(snapshot.protocol_errors.items()):
             errors.add_metric([*values, reason], count)
         seconds = snapshot.seconds_to_complete
@@ -98,6 +104,7 @@ def swarm_metric_families(snapshots: Iterable[SwarmStatistics]) -> Iterable[Metr
         bans,
         refused,
         evictions,
+        pex,
         errors,
         complete,
     )

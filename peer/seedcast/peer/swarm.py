@@ -1,21 +1,32 @@
 """The trio shell of a BitTorrent peer: one torrent, many connections.
 
 How it works. :class:`Swarm` owns the sans-IO cores (a :class:`PiecePicker`,
-a :class:`Choker`, one :class:`PeerWire` per connection) and the
-:class:`Storage`, and does the I/O around them:
+a :class:`Choker`, a :class:`~seedcast.peer.bans.BanList`, one
+:class:`PeerWire` per connection) and the :class:`Storage`, and does the I/O
+around them. Its connection half (accepting with admission control,
+connecting, the reader, the watchdog) is
+:class:`~seedcast.peer.network.PeerConnections`; this module is the trading
+half, which acts on every event the wire reports.
 
 * ``serve`` checks what is already on disk (resume), listens, and runs the
   :class:`~seedcast.peer.announcer.Announcer` (HTTP announces: started,
-  periodic, completed, stopped), the tick loop (choker, keep-alives, stalled
-  requests, new connections) and one task group per connection.
+  periodic, completed, stopped), the tick loop (choker, keep-alives, PEX,
+  stalled requests, new connections) and one task group per connection.
 * A connection (:class:`~seedcast.peer.connection.Connection`) has three
-  tasks: the reader here (receive, charge the download buckets, feed the
-  wire, act on events synchronously), the connection's writer (drains its
-  outbox; control messages and pieces share it in order) and its uploader
-  (serves the peer's requests in order, charging the upload buckets before
-  each block). Every read and write has a deadline.
+  tasks: the reader (receive, charge the download buckets, feed the wire,
+  act on events synchronously), its writer (drains its outbox; control
+  messages and pieces share it in order) and its uploader (serves the
+  peer's requests in order, charging the upload buckets before each block).
+  Every read and write has a deadline.
 * Requests are pipelined: each connection keeps ``rate x request_seconds``
   bytes of requests outstanding (within ``min``/``max_request_queue``).
+* BEP 6 in full: a newcomer with few pieces is granted the canonical
+  allowed-fast set (:mod:`seedcast.peer.fast`), served even while choked,
+  once each; the peer's allowed-fast pieces are requested while it chokes
+  us, and its suggestions start before other new pieces.
+* BEP 10 + BEP 11: peers learn each other through ut_pex
+  (:mod:`seedcast.peer.extensions`), so a swarm keeps growing while its
+  tracker is down.
 * Every piece is SHA-1 verified before it counts, is announced or served.
   A failed piece is fetched again from a single peer (the picker's parole);
   the blocks each address sent are remembered by hash, and once the piece
@@ -39,23 +50,21 @@ elsewhere (the CDN) and announces it to the swarm.
 from __future__ import annotations
 
 import logging
+import math
 import random
-import string
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 from seedcast.errors import RemoteProtocolError
-from seedcast.peer._rawsocket import RawListener, RawStream, open_raw_stream
-from seedcast.peer.admission import ConnectionView, admit
+from seedcast.peer._rawsocket import RawListener
 from seedcast.peer.announce import AnnounceEvent, AnnounceResponse
 from seedcast.peer.announcer import Announcer, Fetch
 from seedcast.peer.bans import BanList
 from seedcast.peer.choker import Choker, ChokerPeer, is_snubbed
 from seedcast.peer.connection import Connection, Wakeup
-from seedcast.peer.fast import allowed_fast_set
+from seedcast.peer.extensions import UT_PEX_ID, encode_handshake, parse_handshake, parse_pex
+from seedcast.peer.fast import ALLOWED_FAST_PIECES, allowed_fast_set
 from seedcast.peer.messages import (
     BLOCK_SIZE,
     AllowedFast,
@@ -64,6 +73,7 @@ from seedcast.peer.messages import (
     Choke,
     ConnectionClosed,
     Event,
+    Extended,
     Handshake,
     Have,
     HaveAll,
@@ -79,118 +89,27 @@ from seedcast.peer.messages import (
     Unchoke,
 )
 from seedcast.peer.metainfo import Metainfo
+from seedcast.peer.network import PeerConnections
 from seedcast.peer.picker import PiecePicker
+from seedcast.peer.settings import (
+    PieceCompleted,
+    SwarmSettings,
+    SwarmStatistics,
+    new_peer_id,
+)
 from seedcast.peer.storage import Storage
-from seedcast.peer.wire import PeerWire, TorrentShape
-from seedcast.ratelimit import TokenBucket, consume_all
+from seedcast.peer.wire import TorrentShape
+from seedcast.ratelimit import TokenBucket
+from seedcast.version import VERSION
 
 __all__ = ["PieceCompleted", "Swarm", "SwarmSettings", "SwarmStatistics", "new_peer_id"]
 
 log = logging.getLogger("seedcast.peer")
 
-PEER_ID_PREFIX = b"-SC0100-"
-_RECEIVE_SIZE = 64 * 1024
-_CHARGE_BYTES = 16 * 1024
 _DEPTH_SECONDS = 0.25
 
 
-def new_peer_id(rng: random.Random) -> bytes:
-    """Azureus-style peer id: ``-SC0100-`` and 12 random letters/digits."""
-    alphabet = string.ascii_letters + string.digits
-    return PEER_ID_PREFIX + "".join(rng.choice(alphabet) for _ in range(12)).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class SwarmSettings:
-    upload_rate: float = 0.0
-    """Bytes/s this peer uploads in total; 0 = unlimited."""
-    download_rate: float = 0.0
-    connection_upload_rate: float = 0.0
-    """Bytes/s per connection; 0 = unlimited."""
-    connection_download_rate: float = 0.0
-    max_connections: int = 50
-    max_connections_per_host: int = 8
-    """Connections from one IP address at most (0 = no cap)."""
-    eviction_grace: float = 10.0
-    """When full, a connection younger than this is never evicted for a newcomer."""
-    stall_seconds: float = 5.0
-    """A write blocked this long means the peer doesn't read: it loses its unchoke slot."""
-    max_half_open: int = 8
-    regular_unchokes: int = 4
-    optimistic_unchokes: int = 1
-    choke_interval: float = 10.0
-    optimistic_interval: float = 30.0
-    connect_timeout: float = 5.0
-    handshake_timeout: float = 10.0
-    idle_timeout: float = 180.0
-    write_timeout: float = 60.0
-    keepalive_interval: float = 60.0
-    request_timeout: float = 20.0
-    seed_policy: str = "round-robin"
-    """Whom a seed unchokes: "round-robin" (least served first) or "fastest-upload"."""
-    unchoke_credit: int | None = 512 * 1024
-    """Bytes a peer that gives nothing back may get from our regular slots while we
-    download (None: no limit); past it, only optimistic unchokes serve it."""
-    idle_unchoke_seconds: float = 2.0
-    batch_seconds: float = 0.5
-    """HAVE messages to peers we choke wait this long to travel together."""
-    """An unchoked peer that asks for nothing this long gives its slot to another."""
-    request_seconds: float = 3.0
-    min_request_queue: int = 4
-    max_request_queue: int = 500
-    ban_threshold: int = 3
-    numwant: int = 50
-    announce_timeout: float = 10.0
-    retry_seconds: float = 30.0
-    local_address: str | None = None
-    """Source address of outgoing connections and announces (a 127.0.40.k)."""
-    fast_extension: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class SwarmStatistics:
-    name: str
-    info_hash: str
-    bytes_uploaded: int
-    bytes_downloaded: int
-    pieces_have: int
-    pieces_total: int
-    peers_connected: int
-    peers_unchoked: int
-    """Peers we upload to."""
-    peers_interested: int
-    """Peers interested in what we have."""
-    peers_unchoking_us: int
-    hash_failures: int
-    bans: int
-    connections_refused: int
-    protocol_errors: dict[str, int] = field(default_factory=dict)
-    refusals: dict[str, int] = field(default_factory=dict)
-    """Incoming connections refused, by reason (banned, per_host, full)."""
-    evictions: int = 0
-    """Connections dropped to make room for a newcomer."""
-    seconds_to_complete: float | None = None
-    complete: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class PieceCompleted:
-    index: int
-    source: str
-    """"peer" (downloaded here), "disk" (found at start) or what add_verified_piece said."""
-
-
-def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            leaves.extend(_leaves(error))
-        else:
-            leaves.append(error)
-    return leaves
-
-
-class Swarm:
+class Swarm(PeerConnections):
     """One torrent shared with the swarm. See the module docstring."""
 
     def __init__(
@@ -239,6 +158,7 @@ class Swarm:
             optimistic_interval=self.settings.optimistic_interval,
             seed_policy=self.settings.seed_policy,
             credit=self.settings.unchoke_credit,
+            seed_quota=self.settings.seed_quota,
         )
         self.upload_bucket = upload_bucket or (
             TokenBucket(self.settings.upload_rate) if self.settings.upload_rate else None
@@ -268,6 +188,8 @@ class Swarm:
         self.bytes_uploaded = 0
         self.bytes_downloaded = 0
         self.hash_failures = 0
+        self.pex_learned = 0
+        """Addresses first learned through PEX."""
         self.refusals: Counter[str] = Counter()
         self.evictions = 0
         self.protocol_errors: Counter[str] = Counter()
@@ -277,28 +199,6 @@ class Swarm:
     @property
     def complete(self) -> bool:
         return self.picker.complete
-
-    def add_peer(self, host: str, port: int) -> None:
-        """Connect to ``host:port`` (as if a tracker had named it)."""
-        self._known.setdefault((host, port), 0.0)
-        self._tick_wakeup.set()
-
-    def learn_peers(self, peers: Iterable[tuple[str, int, bytes | None]]) -> None:
-        """Addresses to connect to (host, port, claimed peer id or None), from a tracker or PEX."""
-        own = self.listen_address
-        learned = False
-        for host, port, peer_id in peers:
-            address = (host, port)
-            if own is not None and address == own:
-                continue
-            if peer_id is not None:
-                if peer_id == self.peer_id:
-                    continue
-                self._peer_ids[address] = peer_id
-            self._known.setdefault(address, 0.0)
-            learned = True
-        if learned:
-            self._tick_wakeup.set()
 
     async def announce(
         self, event: AnnounceEvent | None, *, quiet: bool = False
@@ -313,9 +213,6 @@ class Swarm:
     @property
     def tracker_errors(self) -> int:
         return self.announcer.errors
-
-    def connection_count(self) -> int:
-        return len(self._connections)
 
     def bytes_left(self) -> int:
         """Bytes of the pieces we still lack."""
@@ -410,6 +307,7 @@ class Swarm:
             protocol_errors=dict(self.protocol_errors),
             refusals=dict(self.refusals),
             evictions=self.evictions,
+            pex_learned=self.pex_learned,
             seconds_to_complete=seconds,
             complete=self.complete,
         )
@@ -458,185 +356,7 @@ class Swarm:
             with trio.CancelScope(shield=True):
                 await listener.aclose()
 
-    async def _accept_loop(self, listener: RawListener) -> None:
-        while True:
-            try:
-                stream, peer = await listener.accept()
-            except OSError as error:  # EMFILE and friends: back off, never die
-                log.warning("accept failed", extra={"fields": {"error": error}})
-                await trio.sleep(0.1)
-                continue
-            if not self._admit(peer[0]):
-                await stream.aclose()
-                continue
-            assert self._nursery is not None
-            self._nursery.start_soon(self._run_connection, stream, peer, False)
-
-    @property
-    def connections_refused(self) -> int:
-        return sum(self.refusals.values())
-
-    def _admit(self, host: str) -> bool:
-        """Take a connection from ``host``? Evicts the least useful one when full."""
-        now = trio.current_time()
-        settings = self.settings
-        decision = admit(
-            host,
-            [self._view(conn, now) for conn in self._connections if not conn.closing],
-            now,
-            max_connections=settings.max_connections,
-            per_host=settings.max_connections_per_host,
-            grace=settings.eviction_grace,
-            banned=self.bans.is_banned(host),
-        )
-        if decision.refusal is not None:
-            self.refusals[decision.refusal] += 1
-        if decision.evict is not None:
-            assert isinstance(decision.evict, Connection)
-            self.evictions += 1
-            log.debug("evicted for a newcomer", extra={"fields": {"peer": decision.evict.address}})
-            self._close(decision.evict)
-        return decision.accept
-
-    def _view(self, conn: Connection, now: float) -> ConnectionView:
-        wire = conn.wire
-        return ConnectionView(
-            key=conn,
-            host=conn.address[0],
-            connected_at=conn.connected_at,
-            established=wire.established,
-            stalled=self._stalled(conn, now),
-            exchanging=conn.down_meter.rate(now) > 0 or conn.up_meter.rate(now) > 0,
-            wanted=wire.peer_interested or wire.am_interested,
-        )
-
-    def _stalled(self, conn: Connection, now: float) -> bool:
-        """A write to ``conn`` has been blocked for ``stall_seconds``: it doesn't read."""
-        since = conn.sending_since
-        return since is not None and now - since > self.settings.stall_seconds
-
     # -- connections -------------------------------------------------------------------
-
-    async def _connect(self, address: tuple[str, int]) -> None:
-        try:
-            with trio.fail_after(self.settings.connect_timeout):
-                stream = await open_raw_stream(*address, local_address=self.settings.local_address)
-        except (OSError, trio.TooSlowError) as error:
-            log.debug("connect failed", extra={"fields": {"address": address, "error": error}})
-            self._known[address] = trio.current_time() + self.settings.retry_seconds
-            self._connecting.discard(address)
-            return
-        self._connecting.discard(address)
-        await self._run_connection(stream, address, True)
-
-    async def _run_connection(
-        self, stream: RawStream, address: tuple[str, int], outgoing: bool
-    ) -> None:
-        now = trio.current_time()
-        wire = PeerWire(
-            self.peer_id,
-            self.shape,
-            fast=self.settings.fast_extension,
-            expected_peer_id=self._peer_ids.get(address) if outgoing else None,
-        )
-        conn = Connection(
-            stream,
-            wire,
-            address,
-            outgoing=outgoing,
-            now=now,
-            upload_rate=self.settings.connection_upload_rate,
-            download_rate=self.settings.connection_download_rate,
-        )
-        self._connections.add(conn)
-        try:
-            if outgoing:
-                conn.send(wire.handshake(self.metainfo.info_hash))
-            async with trio.open_nursery() as nursery:
-                conn.nursery = nursery
-                nursery.start_soon(conn.writer)
-                await self._reader(conn)
-                nursery.cancel_scope.cancel()
-        # Errors arrive wrapped in the connection's nursery group: sort them
-        # with except*. Nothing a peer does (nor a bug in handling it) may
-        # escape this function: it would take the whole swarm down.
-        except* RemoteProtocolError as group:
-            for error in _leaves(group):
-                assert isinstance(error, RemoteProtocolError)
-                self.protocol_errors[error.reason] += 1
-                log.debug(
-                    "peer broke the protocol",
-                    extra={"fields": {"peer": address, "reason": error.reason, "error": error}},
-                )
-        except* (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as group:
-            log.debug(
-                "connection lost", extra={"fields": {"peer": address, "error": _leaves(group)[0]}}
-            )
-        except* trio.TooSlowError:
-            self.protocol_errors["timeout"] += 1
-            log.debug("connection timed out", extra={"fields": {"peer": address}})
-        except* Exception as group:
-            self.protocol_errors["internal"] += 1
-            log.error(
-                "connection failed on our side",
-                exc_info=_leaves(group)[0],
-                extra={"fields": {"peer": address}},
-            )
-        finally:
-            self._forget(conn)
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-
-    def _forget(self, conn: Connection) -> None:
-        conn.closing = True
-        conn.wire.close()
-        self._connections.discard(conn)
-        peer_id = conn.wire.remote_peer_id
-        key = (conn.address[0], peer_id or b"")
-        if peer_id is not None and self._by_peer_id.get(key) is conn:
-            del self._by_peer_id[key]
-        if conn.listen_address is not None:
-            self._known[conn.listen_address] = trio.current_time() + self.settings.retry_seconds
-        self.picker.remove_peer(conn)
-        conn.upload_wakeup.set()
-        conn.drained.set()
-        self._tick_wakeup.set()
-
-    def _close(self, conn: Connection) -> None:
-        """Drop ``conn`` from our side (ban, duplicate, both seeds)."""
-        if conn.nursery is not None:
-            conn.nursery.cancel_scope.cancel()
-        conn.closing = True
-
-    async def _reader(self, conn: Connection) -> None:
-        # No per-read deadline here (a cancel scope per read costs more than
-        # the read): the tick loop's watchdog closes silent connections.
-        stream = conn.stream
-        wire = conn.wire
-        charge_at = _CHARGE_BYTES
-        while not conn.closing:
-            data = await stream.receive_some(_RECEIVE_SIZE)
-            if not data:
-                wire.receive_data(b"")
-                return
-            now = trio.current_time()
-            conn.last_received = now
-            if self.download_bucket is not None or conn.down_bucket is not None:
-                # Charge the download caps in chunks: small control messages
-                # would otherwise cost a scheduler round trip each.
-                conn.uncharged += len(data)
-                if conn.uncharged >= charge_at:
-                    charged, conn.uncharged = conn.uncharged, 0
-                    await consume_all((self.download_bucket, conn.down_bucket), charged)
-                    now = trio.current_time()
-            events = wire.receive_data(data)
-            while events:
-                for event in events:
-                    self._handle(conn, event, now)
-                    if conn.closing:
-                        return
-                # Parsing pauses after an incoming handshake until ours is sent.
-                events = wire.pending_events() if wire.buffered() else []
 
     async def _flush_loop(self) -> None:
         """Send the HAVEs waiting for peers we choke, every ``batch_seconds``."""
@@ -651,19 +371,6 @@ class Swarm:
         if conn.pending_haves and not conn.closing:
             conn.write(conn.wire.send_haves(conn.pending_haves))
         conn.pending_haves.clear()
-
-    def _watchdog(self, conn: Connection, now: float) -> None:
-        """Close connections that stay silent, never finish the handshake or stall a write."""
-        settings = self.settings
-        if not conn.wire.established:
-            expired = now - conn.connected_at > settings.handshake_timeout
-        else:
-            expired = now - conn.last_received > settings.idle_timeout
-        sending = conn.sending_since
-        if expired or (sending is not None and now - sending > settings.write_timeout):
-            self.protocol_errors["timeout"] += 1
-            log.debug("connection timed out", extra={"fields": {"peer": conn.address}})
-            self._close(conn)
 
     def _upload_cap(self) -> TokenBucket | None:
         return self.upload_bucket
@@ -721,15 +428,20 @@ class Swarm:
             self._tick_wakeup.set()
         elif isinstance(event, Bitfield):
             picker.peer_has_pieces(conn, event.indices())
+            self._grant_allowed_fast(conn)
             self._after_peer_pieces(conn, now)
         elif isinstance(event, HaveAll):
             picker.peer_has_all(conn)
             self._after_peer_pieces(conn, now)
+        elif isinstance(event, HaveNone):
+            self._grant_allowed_fast(conn)
+        elif isinstance(event, Extended):
+            self._on_extended(conn, event, now)
         elif isinstance(event, Handshake):
             self._on_handshake(conn, event, now)
         elif isinstance(event, ConnectionClosed):
             conn.closing = True
-        # Choke (requests come back as rejects or RequestsDropped), HaveNone,
+        # Choke (requests come back as rejects or RequestsDropped),
         # KeepAlive, Port, unknown messages: nothing to do.
 
     def _on_handshake(self, conn: Connection, handshake: Handshake, now: float) -> None:
@@ -760,16 +472,66 @@ class Swarm:
             conn.send(HaveNone())
         elif self.picker.have_count:
             conn.send(Bitfield.from_flags(self.picker.have_flags()))
-        if wire.fast and self.picker.have_count:
-            self._grant_allowed_fast(conn)
+        if wire.extended:
+            port = self.listen_address[1] if self.listen_address else None
+            conn.send(Extended(0, encode_handshake(port, f"Seedcast {VERSION}")))
         assert conn.nursery is not None
         conn.nursery.start_soon(
             conn.uploader, self.storage.read_block, self._upload_cap, self._count_upload
         )
         self._tick_wakeup.set()
 
+    def _on_extended(self, conn: Connection, event: Extended, now: float) -> None:
+        """BEP 10 handshake and BEP 11 ut_pex; other extensions are ignored."""
+        if event.extension_id == 0:
+            handshake = parse_handshake(event.payload)
+            conn.extensions = handshake
+            if handshake.port is not None and not conn.outgoing:
+                # Where the peer listens: what PEX tells others about it.
+                conn.listen_address = (conn.address[0], handshake.port)
+            if handshake.ut_pex is not None and conn.pex_at == math.inf:
+                conn.pex_at = now + 1.0  # the first list soon, then every pex_interval
+        elif event.extension_id == UT_PEX_ID:
+            if now - conn.pex_received_at < self.settings.pex_interval / 2:
+                self.protocol_errors["pex-flood"] += 1  # ignored, not fatal
+                return
+            conn.pex_received_at = now
+            message = parse_pex(event.payload)
+            before = len(self._known)
+            self.learn_peers((host, port, None) for host, port in message.added)
+            self.pex_learned += len(self._known) - before
+
+    def _send_pex(self, conn: Connection, now: float) -> None:
+        """Tell ``conn`` which peers we are connected to (only what changed)."""
+        extensions = conn.extensions
+        if extensions is None or extensions.ut_pex is None or now < conn.pex_at:
+            return
+        conn.pex_at = now + self.settings.pex_interval
+        current = [
+            other.listen_address
+            for other in self._connections
+            if other is not conn
+            and other.listen_address is not None
+            and other.wire.established
+            and not other.closing
+        ]
+        payload = conn.pex.update(current)
+        if payload is not None:
+            conn.send(Extended(extensions.ut_pex, payload))
+
     def _grant_allowed_fast(self, conn: Connection) -> None:
-        """BEP 6: the peer may fetch these pieces (those we have) while we choke it."""
+        """BEP 6: the peer may fetch these pieces (those we have) while we choke it.
+
+        Once per connection, after its first bitfield / have-all / have-none,
+        and only to a peer with fewer pieces than the set: it is there to get
+        newcomers trading, not free data for everyone.
+        """
+        picker = self.picker
+        if conn.fast_granted or not conn.wire.fast or not picker.have_count:
+            return
+        conn.fast_granted = True
+        if picker.peer_piece_count(conn) >= ALLOWED_FAST_PIECES:
+            return
         granted = [
             index
             for index in allowed_fast_set(
@@ -1001,30 +763,5 @@ class Swarm:
                 continue
             if now - conn.last_sent >= settings.keepalive_interval and not conn.outbox:
                 conn.send(KeepAlive())
+            self._send_pex(conn, now)
             self._fill_requests(conn, now)
-
-    def _connect_more(self, now: float) -> None:
-        if self._nursery is None:
-            return
-        settings = self.settings
-        room = settings.max_connections - len(self._connections) - len(self._connecting)
-        if room <= 0 or not self._known:
-            return
-        connected = {conn.listen_address for conn in self._connections if conn.listen_address}
-        own = self.listen_address
-        for address, not_before in list(self._known.items()):
-            if room <= 0 or len(self._connecting) >= settings.max_half_open:
-                break
-            if not_before > now or address in connected or address in self._connecting:
-                continue
-            if self.bans.is_banned(address[0]):
-                continue
-            if own is not None and address == own:
-                continue
-            claimed = self._peer_ids.get(address)
-            if claimed is not None and (address[0], claimed) in self._by_peer_id:
-                continue
-            self._known[address] = now + settings.retry_seconds
-            self._connecting.add(address)
-            room -= 1
-            self._nursery.start_soon(self._connect, address)

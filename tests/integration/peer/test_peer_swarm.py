@@ -268,6 +268,39 @@ async def test_a_choked_leecher_fetches_its_allowed_fast_pieces(
     assert seed.statistics().bytes_uploaded == sum(metainfo.piece_size(i) for i in granted)
 
 
+async def test_leechers_find_each_other_through_pex_while_the_tracker_is_down(
+    small_torrent: TorrentFixture,
+) -> None:
+    """BEP 11: the tracker is unreachable; both leechers know only the seed."""
+    total = small_torrent.metainfo.total_length
+    dead_tracker = ["http://127.0.0.1:9/announce"]
+    seed = small_torrent.seed(
+        host="127.0.40.1",
+        announce_urls=dead_tracker,
+        settings=SwarmSettings(local_address="127.0.40.1", upload_rate=total / 2),
+    )
+    leechers = [
+        small_torrent.leecher(f"l{n}", host=f"127.0.40.{2 + n}", announce_urls=dead_tracker)
+        for n in range(2)
+    ]
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            seed_address = await start(nursery, seed)
+            for leecher in leechers:
+                await start(nursery, leecher)
+                leecher.add_peer(*seed_address)
+            for leecher in leechers:
+                await leecher.wait_complete()
+            nursery.cancel_scope.cancel()
+    for number in range(len(leechers)):
+        small_torrent.assert_identical(small_torrent.tmp / f"l{number}")
+    # Each learned the other from the seed's PEX, and they traded (a leecher only
+    # uploads to the other leecher).
+    assert sum(leecher.statistics().pex_learned for leecher in leechers) >= 1
+    assert all(leecher.statistics().bytes_uploaded > 0 for leecher in leechers)
+    assert seed.tracker_errors >= 1
+
+
 async def test_connection_cap(small_torrent: TorrentFixture) -> None:
     total = small_torrent.metainfo.total_length
     seed = small_torrent.seed(settings=SwarmSettings(max_connections=1, upload_rate=total * 2))
