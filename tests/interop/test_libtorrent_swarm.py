@@ -218,7 +218,8 @@ async def test_libtorrent_learns_a_seedcast_peer_through_our_pex(tmp_path: Path)
     """BEP 10 + 11: our seed tells libtorrent about another Seedcast peer."""
     setup = Setup(tmp_path)
     setup.make_torrent(DEAD_TRACKER)
-    seed = setup.seedcast_peer(setup.seed_dir, 1)
+    # Capped, so both leechers are still leeching when the PEX message arrives.
+    seed = setup.seedcast_peer(setup.seed_dir, 1, upload_rate=sum(FILES.values()) / 8)
     # This one takes no PEX itself, so it can't be what connects to libtorrent.
     other = setup.seedcast_peer(tmp_path / "other", 2, extension_protocol=False)
     with trio.fail_after(TIMEOUT):

@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--trace", action="store_true", help="print the swarm's total upload rate every 2 s"
     )
     parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        default=None,
+        help="run our worker processes under cProfile, stats to DIR/worker-K.prof",
+    )
+    parser.add_argument(
         "--free-riders",
         metavar="K",
         type=int,
@@ -120,6 +127,8 @@ class SwarmResult:
     completions: tuple[float, ...]
     """Seconds from start to each leecher's completion (missing = timed out)."""
     timed_out: int
+    cpu_seconds: float = 0.0
+    """CPU time (user + system) of every peer of the run."""
     free_riders: tuple[float, ...] = ()
     """Completion seconds of the free-riders (``--free-riders``), not in ``completions``."""
     free_riders_timed_out: int = 0
@@ -227,16 +236,19 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
                     f"[bold]swarm[/] N={count}, F={format_size(size)}, bound {limit:.1f} s: Seedcast ..."
                 )
                 ours = trio.run(
-                    _seedcast_swarm,
-                    config,
-                    workdir,
-                    source,
-                    count,
-                    piece_length,
-                    caps,
-                    limit,
-                    args.workers,
-                    args.trace,
+                    partial(
+                        _seedcast_swarm,
+                        config,
+                        workdir,
+                        source,
+                        count,
+                        piece_length,
+                        caps,
+                        limit,
+                        args.workers,
+                        args.trace,
+                        profile=Path(args.profile) if args.profile else None,
+                    )
                 )
                 theirs = None
                 if not args.no_libtorrent:
@@ -244,7 +256,7 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
                     theirs = trio.run(
                         _libtorrent_swarm, config, workdir, source, count, piece_length, caps, limit
                     )
-                results["swarms"].append(_swarm_entry(count, limit, ours, theirs))
+                results["swarms"].append(_swarm_entry(count, limit, ours, theirs, size))
         if not args.no_throughput:
             console.print(
                 f"[bold]one-to-one[/], uncapped, {format_size(throughput_size)}, best of 3 ..."
@@ -305,6 +317,9 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
             "libtorrent s",
             "ratio",
             "ours/theirs",
+            "CPU s/MiB ours",
+            "CPU s/MiB theirs",
+            "CPU ratio",
         ):
             table.add_column(column, justify="right")
         for entry in results["swarms"]:
@@ -319,6 +334,11 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
                 "-"
                 if theirs_s is None or entry["libtorrent_timed_out"]
                 else f"{entry['seedcast_last_s'] / theirs_s:.2f}",
+                f"{entry['seedcast_cpu_s_per_mib']:.4f}",
+                "-" if theirs_s is None else f"{entry['libtorrent_cpu_s_per_mib']:.4f}",
+                "-"
+                if theirs_s is None
+                else f"{entry['seedcast_cpu_s_per_mib'] / entry['libtorrent_cpu_s_per_mib']:.2f}",
             )
         console.print(table)
     if results["throughput"]:
@@ -344,7 +364,7 @@ def _seconds(value: float, timed_out: int) -> str:
 
 
 def _swarm_entry(
-    count: int, limit: float, ours: SwarmResult, theirs: SwarmResult | None
+    count: int, limit: float, ours: SwarmResult, theirs: SwarmResult | None, size: int
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "leechers": count,
@@ -353,6 +373,7 @@ def _swarm_entry(
         "seedcast_ratio": ours.last / limit,
         "seedcast_timed_out": ours.timed_out,
         "seedcast_completions_s": list(ours.completions),
+        "seedcast_cpu_s_per_mib": _cpu_per_mib(ours, size),
     }
     if theirs is not None:
         entry |= {
@@ -360,8 +381,25 @@ def _swarm_entry(
             "libtorrent_ratio": theirs.last / limit,
             "libtorrent_timed_out": theirs.timed_out,
             "libtorrent_completions_s": list(theirs.completions),
+            "libtorrent_cpu_s_per_mib": _cpu_per_mib(theirs, size),
         }
     return entry
+
+
+def _cpu_per_mib(result: SwarmResult, size: int) -> float:
+    """CPU seconds per MiB exchanged: every finished leecher's file, counted up and down."""
+    exchanged = 2 * len(result.completions) * size / MiB
+    return result.cpu_seconds / exchanged if exchanged else float("inf")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _choker_settings(choker: str, regular_unchokes: int | None) -> dict[str, Any]:
@@ -445,6 +483,7 @@ async def _seedcast_swarm(
     *,
     free_riders: int = 0,
     settings: dict[str, Any] | None = None,
+    profile: Path | None = None,
 ) -> SwarmResult:
     """``free_riders`` more leechers never unchoke anyone; ``settings``: every peer's overrides."""
     seed_upload, peer_upload, download = caps
@@ -488,10 +527,16 @@ async def _seedcast_swarm(
         done = trio.Event()
         processes = []
 
-        async def run_worker(job: list[dict[str, Any]]) -> None:
-            payload = json.dumps(
-                {"torrent": str(torrent), "peers": job, "start_at": start_at, "trace": trace}
-            ).encode()
+        async def run_worker(job: list[dict[str, Any]], number: int) -> None:
+            message: dict[str, Any] = {
+                "torrent": str(torrent),
+                "peers": job,
+                "start_at": start_at,
+                "trace": trace,
+            }
+            if profile is not None:
+                message["profile"] = str(profile / f"worker-{number}.prof")
+            payload = json.dumps(message).encode()
             process = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "seedcast.peer.bench"],
                 stdin=subprocess.PIPE,
@@ -528,8 +573,11 @@ async def _seedcast_swarm(
                         process.kill()
                     await process.wait()
 
-        for job in jobs:
-            nursery.start_soon(run_worker, job)
+        if profile is not None:
+            await trio.Path(profile).mkdir(parents=True, exist_ok=True)
+        cpu_before = _children_cpu()
+        for number, job in enumerate(jobs):
+            nursery.start_soon(run_worker, job, number)
         with trio.move_on_after(start_at - time.time() + 5 * limit + 30):
             await done.wait()
         for process in processes:
@@ -543,6 +591,7 @@ async def _seedcast_swarm(
             for process in processes:
                 await process.wait()
         nursery.cancel_scope.cancel()
+    cpu = _children_cpu() - cpu_before
     shutil.rmtree(run_dir, ignore_errors=True)
     if trace:
         capacity = (seed_upload + count * peer_upload) / MiB
@@ -557,15 +606,31 @@ async def _seedcast_swarm(
         count,
         tuple(sorted(completions)),
         count - len(completions),
+        cpu,
         tuple(sorted(riders)),
         free_riders - len(riders),
     )
 
 
 def _worker_main() -> None:
-    """Run the virtual peers of one job (JSON on stdin) until stdin closes."""
+    """Run the virtual peers of one job (JSON on stdin) until stdin closes.
+
+    With ``profile`` in the job, the run is under cProfile and the stats go to
+    that path (``--profile``).
+    """
     job = json.loads(sys.stdin.readline())
-    trio.run(_worker, job)
+    if not job.get("profile"):
+        trio.run(_worker, job)
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        trio.run(_worker, job)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(job["profile"])
 
 
 async def _worker(job: dict[str, Any]) -> None:
@@ -663,6 +728,7 @@ async def _libtorrent_swarm(
     async with trio.open_nursery() as nursery:
         announce = await _start_tracker(config, nursery)
         torrent = _torrent(source, announce, piece_length)
+        cpu_before = _own_cpu()  # libtorrent's threads run in this process
         seed = LibtorrentPeer(
             torrent,
             source,
@@ -715,11 +781,12 @@ async def _libtorrent_swarm(
                 f"tracker={status.current_tracker!r} errors={leechers[number].errors[-3:]}",
                 file=sys.stderr,
             )
+        cpu = _own_cpu() - cpu_before
         for peer in [seed, *leechers]:
             await peer.aclose()
         nursery.cancel_scope.cancel()
     shutil.rmtree(run_dir, ignore_errors=True)
-    return SwarmResult("libtorrent", count, tuple(sorted(completions)), len(pending))
+    return SwarmResult("libtorrent", count, tuple(sorted(completions)), len(pending), cpu)
 
 
 # -- one-to-one throughput ------------------------------------------------------------

@@ -94,7 +94,7 @@ class Choker:
         new_peer_seconds: float = 60.0,
         new_peer_weight: float = 3.0,
         seed_policy: str = "round-robin",
-        credit: int | None = 64 * 1024,
+        credit: int | None = 32 * 1024,
         seed_quota: int = 256 * 1024,
     ) -> None:
         """``credit``: bytes a peer that gives nothing back may get through regular slots
@@ -123,28 +123,38 @@ class Choker:
         self._optimistic = [key for key in self._optimistic if key in interested]
 
         candidates = self._candidates(peers, seeding=seeding)
+        round_robin = seeding and self.seed_policy == "round-robin"
+        # Round-robin seeding rotates every slot already: the optimistic ones too.
+        regular_slots = self.regular_slots + (self.optimistic_slots if round_robin else 0)
 
-        if seeding and self.seed_policy == "round-robin":
+        if round_robin:
             # Rotate continuously, not every 10 s: a peer keeps its slot until it
             # got ``seed_quota`` bytes more than the least served one waiting.
+            self._optimistic = []
             holders = set(self._regular)
             waiting = [peer.uploaded for peer in candidates if peer.key not in holders]
             if waiting:
                 limit = min(waiting) + self.seed_quota
                 self._regular = [key for key in self._regular if by_key[key].uploaded < limit]
+        elif not seeding:
+            # Reciprocation is checked at every decision, not once a round: a
+            # holder that stopped giving and used up its credit leaves now.
+            allowed = {peer.key for peer in candidates}
+            self._regular = [key for key in self._regular if key in allowed]
+            self._optimistic = [key for key in self._optimistic if not self._exhausted(by_key[key])]
         if self._next_round is None or now >= self._next_round:
-            self._regular = [peer.key for peer in candidates[: self.regular_slots]]
+            self._regular = [peer.key for peer in candidates[:regular_slots]]
             self._next_round = now + self.interval
             self._optimistic = [key for key in self._optimistic if key not in self._regular]
-        elif len(self._regular) < self.regular_slots:
+        elif len(self._regular) < regular_slots:
             for peer in candidates:
-                if len(self._regular) >= self.regular_slots:
+                if len(self._regular) >= regular_slots:
                     break
                 if peer.key not in self._regular and peer.key not in self._optimistic:
                     self._regular.append(peer.key)
 
         snubbing = 0 if seeding else sum(1 for key in interested if by_key[key].snubbed)
-        slots = self.optimistic_slots + min(snubbing, self.regular_slots)
+        slots = 0 if round_robin else self.optimistic_slots + min(snubbing, self.regular_slots)
         rotate = self._next_optimistic is None or now >= self._next_optimistic
         if rotate:
             previous = set(self._optimistic)
@@ -191,6 +201,12 @@ class Choker:
         ]
         on_credit.sort(key=lambda peer: peer.uploaded - peer.downloaded)
         return giving + on_credit
+
+    def _exhausted(self, peer: ChokerPeer) -> bool:
+        """An optimistic pick that took two credits and gave nothing: its chance is over."""
+        if peer.download_rate > 0 or self.credit is None:
+            return False
+        return peer.uploaded - peer.downloaded >= 2 * self.credit
 
     def _in_good_standing(self, peer: ChokerPeer) -> bool:
         if peer.download_rate > 0 or self.credit is None:

@@ -45,7 +45,7 @@ class SwarmSettings:
     request_timeout: float = 20.0
     seed_policy: str = "round-robin"
     """Whom a seed unchokes: "round-robin" (least served first) or "fastest-upload"."""
-    unchoke_credit: int | None = 64 * 1024
+    unchoke_credit: int | None = 32 * 1024
     """Bytes a peer that gives nothing back may get from our regular slots while we
     download (None: no limit); past it, only optimistic unchokes serve it."""
     seed_quota: int = 256 * 1024
