@@ -56,6 +56,11 @@ def swarm_metric_families(snapshots: Iterable[SwarmStatistics]) -> Iterable[Metr
         "Peer addresses first learned through peer exchange (ut_pex)",
         labels=labels,
     )
+    unfinished = CounterMetricFamily(
+        "seedcast_peer_unfinished_handshakes",
+        "Connections that ended before both handshakes were done (churn, scans, timeouts)",
+        labels=labels,
+    )
     evictions = CounterMetricFamily(
         "seedcast_peer_evictions",
         "Useless connections dropped to make room for a newcomer",
@@ -90,6 +95,7 @@ def swarm_metric_families(snapshots: Iterable[SwarmStatistics]) -> Iterable[Metr
             refused.add_metric([*values, reason], count)
         evictions.add_metric(values, snapshot.evictions)
         pex.add_metric(values, snapshot.pex_learned)
+        unfinished.add_metric(values, snapshot.unfinished_handshakes)
         for reason, count in sorted(snapshot.protocol_errors.items()):
             errors.add_metric([*values, reason], count)
         seconds = snapshot.seconds_to_complete
@@ -105,6 +111,7 @@ def swarm_metric_families(snapshots: Iterable[SwarmStatistics]) -> Iterable[Metr
         refused,
         evictions,
         pex,
+        unfinished,
         errors,
         complete,
     )

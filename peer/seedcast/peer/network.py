@@ -65,6 +65,7 @@ class PeerConnections:
     protocol_errors: Counter[str]
     refusals: Counter[str]
     evictions: int
+    unfinished_handshakes: int
     _connections: set[Connection]
     _connecting: set[tuple[str, int]]
     _known: dict[tuple[str, int], float]
@@ -234,6 +235,8 @@ class PeerConnections:
                 extra={"fields": {"peer": address}},
             )
         finally:
+            if not wire.established:
+                self.unfinished_handshakes += 1  # connection churn, scans, timeouts
             self._forget(conn)
             with trio.CancelScope(shield=True):
                 await stream.aclose()

@@ -97,6 +97,8 @@ class SwarmStatistics:
     """Connections dropped to make room for a newcomer."""
     pex_learned: int = 0
     """Peer addresses first learned through PEX (BEP 11)."""
+    unfinished_handshakes: int = 0
+    """Connections that ended before both handshakes were done (churn, scans)."""
     seconds_to_complete: float | None = None
     complete: bool = False
 

@@ -189,6 +189,8 @@ class Swarm(PeerConnections):
         self.bytes_downloaded = 0
         self.hash_failures = 0
         self.pex_learned = 0
+        self.unfinished_handshakes = 0
+        """Connections that ended before both handshakes were done."""
         """Addresses first learned through PEX."""
         self.refusals: Counter[str] = Counter()
         self.evictions = 0
@@ -308,6 +310,7 @@ class Swarm(PeerConnections):
             refusals=dict(self.refusals),
             evictions=self.evictions,
             pex_learned=self.pex_learned,
+            unfinished_handshakes=self.unfinished_handshakes,
             seconds_to_complete=seconds,
             complete=self.complete,
         )

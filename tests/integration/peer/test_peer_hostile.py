@@ -158,6 +158,21 @@ async def test_handshake_only_connections_do_not_lock_out_honest_peers(
                 attacks.cancel_scope.cancel()
 
 
+async def test_connection_churn_costs_nothing_lasting(small_torrent: TorrentFixture) -> None:
+    info_hash = small_torrent.metainfo.info_hash
+    async with seed_process(small_torrent) as (peer, metrics):
+        with trio.fail_after(TIMEOUT):
+            for number in range(300):
+                stream = await trio.open_tcp_stream(
+                    *peer, local_address=f"127.0.44.{1 + number % 5}"
+                )
+                # half a handshake, or a whole one, then gone
+                await stream.send_all(handshake(info_hash, number)[: 20 + number % 49])
+                await stream.aclose()
+            await honest_download(small_torrent, peer)
+            assert await metric(metrics, "seedcast_peer_unfinished_handshakes_total") >= 200
+
+
 def requests_for_everything(small_torrent: TorrentFixture) -> bytes:
     metainfo = small_torrent.metainfo
     messages = [b"\x00\x00\x00\x01\x02"]  # interested
