@@ -24,7 +24,7 @@ from seedcast.peer.swarm import PieceCompleted, Swarm, SwarmSettings
 
 pytest.importorskip("libtorrent", reason="libtorrent (PyPI) is the real client under test")
 
-from seedcast.peer.baseline import LibtorrentPeer
+from seedcast.testing.libtorrent_peer import LibtorrentPeer
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 60

@@ -48,8 +48,8 @@ from seedcast.errors import ConfigError
 from seedcast.units import MiB
 
 if TYPE_CHECKING:
+    from seedcast.dash import Manifest
     from seedcast.peer.metainfo import Metainfo
-    from seedcast.player.mpd import Manifest
 
 __all__ = [
     "EdgeRun",

@@ -66,9 +66,11 @@ from seedcast.agent.sources import source_of as response_source
 from seedcast.config import ClusterConfig
 from seedcast.errors import RemoteProtocolError
 from seedcast.http11 import FileBody, Headers, HttpClient, HttpServer, Request, Response, Router
+from seedcast.http11.semantics import Unsatisfiable, parse_content_range, parse_range, resolve
 from seedcast.peer.metainfo import Metainfo
 from seedcast.peer.storage import Storage
 from seedcast.peer.swarm import PieceCompleted, Swarm, SwarmSettings
+from seedcast.provenance import LOCAL, PEER, SERVED_BY, UPSTREAM, Source, bytes_header
 from seedcast.units import parse_host_port
 
 __all__ = [
@@ -87,17 +89,11 @@ log = logging.getLogger("seedcast.agent.server")
 
 DEFAULT_CDN_HOST = "video.netcinema.test"
 """The content provider's name; its CNAME leads to the CDN's steered name."""
-SOURCES = ("peer", "edge", "origin", "cache")
+SOURCES = (PEER, Source.EDGE.value, Source.ORIGIN.value, LOCAL)
 """Where a piece came from: a peer, an edge, the origin (DNS fallback), or our disk at start."""
-_HEADER_OF = {
-    "peer": "X-Seedcast-Bytes-Peer",
-    "edge": "X-Seedcast-Bytes-Edge",
-    "origin": "X-Seedcast-Bytes-Origin",
-    "cache": "X-Seedcast-Bytes-Cache",
-}
 _EDGE_RUN_ERRORS: tuple[type[BaseException], ...] = (*CDN_ERRORS, trio.TooSlowError)
 _VIDEO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_EXPOSED = "X-Served-By, X-Seedcast-Bytes-Peer, X-Seedcast-Bytes-Edge, X-Seedcast-Bytes-Origin"
+_EXPOSED = ", ".join([SERVED_BY, *(bytes_header(label) for label in SOURCES[:3])])
 _RELAYED_HEADERS = frozenset(
     {
         "content-type",
@@ -301,7 +297,7 @@ class VideoSession:
         span = self.layout.file(self.manifest_name)
         if span is None or not all(self.swarm.picker.has(index) for index in span.pieces):
             return
-        from seedcast.player.mpd import parse_manifest
+        from seedcast.dash import parse_manifest
 
         try:
             manifest = parse_manifest(self.storage.read_range(span.offset, span.length))
@@ -467,15 +463,15 @@ class VideoSession:
                 ("Content-Type", _content_type(span.name)),
                 ("Cache-Control", "no-cache" if span.name.endswith(".mpd") else "max-age=3600"),
                 ("Accept-Ranges", "bytes"),
-                ("X-Served-By", agent.settings.name),
+                (SERVED_BY, agent.settings.name),
                 ("Access-Control-Allow-Origin", "*"),
                 ("Access-Control-Expose-Headers", _EXPOSED),
             ]
         )
-        for source in ("peer", "edge", "origin"):
-            headers.add(_HEADER_OF[source], str(by_source.get(source, 0)))
-        if by_source.get("cache"):
-            headers.add(_HEADER_OF["cache"], str(by_source["cache"]))
+        for source in SOURCES[:3]:
+            headers.add(bytes_header(source), str(by_source.get(source, 0)))
+        if by_source.get(LOCAL):
+            headers.add(bytes_header(LOCAL), str(by_source[LOCAL]))
         status = 200
         if partial:
             status = 206
@@ -487,9 +483,9 @@ class VideoSession:
 def _skip_for(status: int, headers: Headers, run: EdgeRun) -> int:
     """Bytes to drop before the run's first byte, from the response's status and Content-Range."""
     if status == 206:
-        content_range = headers.get("content-range") or ""
-        match = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)$", content_range.strip())
-        if match is None or int(match.group(1)) != run.file_start:
+        content_range = headers.get("content-range")
+        parsed = parse_content_range(content_range)
+        if parsed is None or parsed.first != run.file_start:
             raise RemoteProtocolError(
                 f"unexpected Content-Range {content_range!r} (asked from {run.file_start})",
                 reason="range",
@@ -504,13 +500,11 @@ def _wanted_range(value: str | None, length: int) -> tuple[int, int, bool] | Non
     """(start, end, partial) for a Range header over ``length`` bytes; None = unsatisfiable."""
     if not value:
         return 0, length, False
-    from seedcast.edge.ranges import parse_range, resolve
-
     parsed = parse_range(value)
     if parsed is None:
         return 0, length, False  # ignore what we don't understand (RFC 9110 14.2)
     span = resolve(parsed, length)
-    if span is None:
+    if isinstance(span, Unsatisfiable):
         return None
     return span.start, span.end, True
 
@@ -694,8 +688,8 @@ class Agent:
 
     async def _handle(self, request: Request) -> Response:
         response = await self.router(request)
-        if "x-served-by" not in response.headers:
-            response.headers.set("X-Served-By", self.settings.name)
+        if SERVED_BY not in response.headers:
+            response.headers.set(SERVED_BY, self.settings.name)
         return response
 
     def error(self, status: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> Response:
@@ -704,7 +698,7 @@ class Agent:
             f"{message}\n",
             [
                 *headers,
-                ("X-Served-By", self.settings.name),
+                (SERVED_BY, self.settings.name),
                 ("Cache-Control", "no-store"),
                 ("Access-Control-Allow-Origin", "*"),
             ],
@@ -785,12 +779,12 @@ class Agent:
         relayed = Headers(
             [(key, value) for key, value in response.headers.items() if key in _RELAYED_HEADERS]
         )
-        upstream = response.headers.get("x-served-by")
+        upstream = response.headers.get(SERVED_BY)
         if upstream:
-            relayed.add("X-Seedcast-Upstream", upstream)
-        relayed.set("X-Served-By", self.settings.name)
+            relayed.add(UPSTREAM, upstream)
+        relayed.set(SERVED_BY, self.settings.name)
         source = response_source(response)
-        relayed.add(_HEADER_OF[source], str(len(response.content)))
+        relayed.add(bytes_header(source), str(len(response.content)))
         self.served_bytes[source] += len(response.content)
         return Response(response.status, relayed, response.content)
 

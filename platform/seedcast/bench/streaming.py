@@ -532,7 +532,7 @@ def run_benchmark(
     from seedcast.bench._streaming_run import run_strategy
     from seedcast.bench.report import progress_bar as new_progress_bar
     from seedcast.bench.report import write_results
-    from seedcast.peer.testing import published_library
+    from seedcast.testing.streaming import published_library
 
     check_options(options)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from seedcast.bench.streaming import StreamingOptions, plan_viewers, run_benchmark
-from seedcast.player.mpd import parse_manifest
+from seedcast.dash import parse_manifest
+from seedcast.launcher.state import pid_alive
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +33,6 @@ OPTIONS = StreamingOptions(
     block=190,
     run_timeout=45.0,
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return status != "Z"
 
 
 @pytest.fixture(scope="module")
@@ -157,4 +145,4 @@ def test_no_process_outlives_the_run(small_run: tuple[Path, Path, list[dict[str,
     _, _, records = small_run
     for record in records:
         assert record["pids"]
-        assert not [pid for pid in record["pids"] if _alive(pid)]
+        assert not [pid for pid in record["pids"] if pid_alive(pid)]
