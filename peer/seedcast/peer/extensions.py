@@ -19,6 +19,7 @@ the difference (BEP 11), at most :data:`MAX_PEX_PEERS` added at a time.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -115,9 +116,15 @@ def parse_handshake(payload: bytes) -> ExtensionHandshake:
 
 
 def _compact(addresses: Iterable[Address]) -> bytes:
-    return b"".join(
-        ipaddress.IPv4Address(host).packed + struct.pack(">H", port) for host, port in addresses
-    )
+    """6 bytes per IPv4 peer; others are skipped (inet_aton: a profile showed
+    ipaddress parsing as the main cost of PEX)."""
+    parts = []
+    for host, port in addresses:
+        try:
+            parts.append(socket.inet_aton(host) + struct.pack(">H", port))
+        except OSError:
+            continue
+    return b"".join(parts)
 
 
 def _peers(value: object, key: str) -> tuple[Address, ...]:
@@ -136,12 +143,11 @@ def _peers(value: object, key: str) -> tuple[Address, ...]:
 
 def encode_pex(added: Iterable[Address], dropped: Iterable[Address]) -> bytes:
     """A ut_pex message (IPv4 peers only; others are skipped)."""
-    added_v4 = [address for address in added if _is_ipv4(address[0])]
-    dropped_v4 = [address for address in dropped if _is_ipv4(address[0])]
+    added_v4 = _compact(added)
     message = {
-        b"added": _compact(added_v4),
-        b"added.f": bytes(len(added_v4)),
-        b"dropped": _compact(dropped_v4),
+        b"added": added_v4,
+        b"added.f": bytes(len(added_v4) // 6),
+        b"dropped": _compact(dropped),
     }
     return bytes(fastbencode.bencode(message))  # type: ignore[attr-defined]
 
@@ -152,13 +158,6 @@ def parse_pex(payload: bytes) -> PexMessage:
     return PexMessage(
         _peers(message.get(b"added"), "added"), _peers(message.get(b"dropped"), "dropped")
     )
-
-
-def _is_ipv4(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).version == 4
-    except ValueError:
-        return False
 
 
 class PexState:

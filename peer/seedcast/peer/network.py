@@ -123,7 +123,9 @@ class PeerConnections:
                 await stream.aclose()
                 continue
             assert self._nursery is not None
-            self._nursery.start_soon(self._run_connection, stream, peer, False)
+            self._nursery.start_soon(
+                self._run_connection, self._new_connection(stream, peer, False)
+            )
 
     @property
     def connections_refused(self) -> int:
@@ -178,11 +180,12 @@ class PeerConnections:
             self._connecting.discard(address)
             return
         self._connecting.discard(address)
-        await self._run_connection(stream, address, True)
+        await self._run_connection(self._new_connection(stream, address, True))
 
-    async def _run_connection(
+    def _new_connection(
         self, stream: RawStream, address: tuple[str, int], outgoing: bool
-    ) -> None:
+    ) -> Connection:
+        """The connection's state, counted at once (admission sees it before it runs)."""
         now = trio.current_time()
         wire = PeerWire(
             self.peer_id,
@@ -201,8 +204,12 @@ class PeerConnections:
             download_rate=self.settings.connection_download_rate,
         )
         self._connections.add(conn)
+        return conn
+
+    async def _run_connection(self, conn: Connection) -> None:
+        stream, wire, address = conn.stream, conn.wire, conn.address
         try:
-            if outgoing:
+            if conn.outgoing:
                 conn.send(wire.handshake(self.shape.info_hash))
             async with trio.open_nursery() as nursery:
                 conn.nursery = nursery
