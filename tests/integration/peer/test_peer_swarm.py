@@ -407,7 +407,8 @@ def test_fuzzed_messages_cost_a_connection_at_most(
         async with trio.open_nursery() as nursery:
             await nursery.start(seed.serve)
             ours, theirs = socket.socketpair()
-            nursery.start_soon(seed._run_connection, RawStream(ours), ("127.0.0.9", 1), False)
+            connection = seed._new_connection(RawStream(ours), ("127.0.0.9", 1), False)
+            nursery.start_soon(seed._run_connection, connection)
             attacker = RawStream(theirs)
             info_hash = small_torrent.metainfo.info_hash
             await attacker.send_all(handshake(info_hash, fast=fast) + b"".join(frames))
