@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("seedcast.launcher.up", "start a local cluster and supervise it"),
     "status": ("seedcast.launcher.status", "show the processes of the running cluster"),
     "down": ("seedcast.launcher.down", "stop the running cluster"),
-    "play": ("seedcast.player.commands", "stream a video with the headless ABR player"),
+    "play": ("seedcast.agent.commands", "stream a video with the headless ABR player"),
     "bench": (
         "seedcast.bench.commands",
         "benchmarks and load tests (http, edge, dns, swarm, distribution, streaming)",

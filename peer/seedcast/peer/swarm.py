@@ -53,7 +53,7 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import trio
 from seedcast.errors import RemoteProtocolError
@@ -147,8 +147,9 @@ class Swarm(PeerConnections):
         self.announcer = Announcer(self, list(announce_urls), fetch)
         self._initial_have = None if have is None else list(have)
         self.shape = TorrentShape(metainfo.info_hash, metainfo.piece_length, metainfo.total_length)
+        # Trailing BEP 47 padding is never requested: it reads as zeros anyway.
         self.picker = PiecePicker(
-            [metainfo.piece_size(index) for index in range(metainfo.piece_count)], rng=self._rng
+            [metainfo.piece_payload(index) for index in range(metainfo.piece_count)], rng=self._rng
         )
         self.choker = Choker(
             rng=self._rng,
@@ -260,6 +261,17 @@ class Swarm(PeerConnections):
         self._piece_passed(index, source, trio.current_time())
         self._judge_suspects(index, data)  # peers whose blocks of it failed before lied
         return True
+
+    def prioritise(self, deadlines: Mapping[int, float], window: Iterable[int]) -> None:
+        """Streaming priorities, replacing the last ones: pieces needed by a deadline
+        (earliest first) and a prefetch window (rarest first); requests go out at once."""
+        picker = self.picker
+        picker.clear_priorities()
+        for index, deadline in deadlines.items():
+            picker.set_deadline(index, deadline)
+        picker.set_window(window)
+        if deadlines or window:
+            self.request_more()
 
     def request_more(self) -> None:
         """Fill every connection's request pipeline now (after the picker's priorities changed)."""
@@ -545,7 +557,7 @@ class Swarm(PeerConnections):
         for index in granted:
             conn.send(AllowedFast(index))
         # Each granted piece once: a peer that re-requests them gets rejects, not free data.
-        conn.fast_budget = sum(self.metainfo.piece_size(index) for index in granted)
+        conn.fast_budget = sum(self.metainfo.piece_payload(index) for index in granted)
 
     def _after_peer_pieces(self, conn: Connection, now: float) -> None:
         if self.picker.complete and self.picker.peer_is_seed(conn):

@@ -254,6 +254,9 @@ def _agent_figures(agent: Any) -> dict[str, Any]:
         "hash_failures": statistics.edge_hash_failures + statistics.peer_hash_failures,
         "bans": statistics.bans,
         "peers": statistics.peers,
+        "downloaded": statistics.downloaded_bytes,
+        "played": statistics.played_bytes,
+        "wasted": dict(statistics.wasted_bytes),
     }
 
 

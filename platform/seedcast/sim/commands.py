@@ -58,15 +58,7 @@ def configure_simulate(parser: argparse.ArgumentParser) -> None:
     )
     streaming.configure(sub)
     sub.set_defaults(out="sim-streaming")
-    sub.add_argument(
-        "--arrivals",
-        choices=("poisson", "flash"),
-        default="poisson",
-        help="poisson (--rate per second, default) or a flash crowd (all within --flash)",
-    )
-    sub.add_argument(
-        "--flash", type=float, default=10.0, help="seconds a flash crowd arrives in (10)"
-    )
+    # --arrivals poisson|flash and --flash come with the bench's own options.
     sub.add_argument(
         "--policy",
         choices=("round-robin", "consistent-hash"),
@@ -230,15 +222,15 @@ def _run_streaming(args: argparse.Namespace, console: Any) -> int:
     out = Path(args.out)
     config = {
         **options.to_json(),
-        "arrivals": args.arrivals,
-        "flash_seconds": args.flash,
+        "arrivals": options.arrivals,
+        "flash_seconds": options.flash_seconds,
         "policy": args.policy,
         "simulation": calibration.describe(),
     }
     records = []
     for strategy in options.strategies:
         settings = dataclasses.replace(
-            calibration.stream_settings(options, strategy, args.arrivals, args.flash),
+            calibration.stream_settings(options, strategy, options.arrivals, options.flash_seconds),
             policy=args.policy,
         )
         started = time.process_time()

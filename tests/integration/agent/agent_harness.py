@@ -132,9 +132,7 @@ async def running_cdn(video: Video, **options: object) -> AsyncIterator[FakeCdn]
 
 
 def agent_settings(tmp: Path, **changes: object) -> AgentSettings:
-    scheduler = changes.pop("scheduler", None) or SchedulerSettings(
-        give_up_seconds=3.0, peer_grace_seconds=1.0
-    )
+    scheduler = changes.pop("scheduler", None) or SchedulerSettings(give_up_seconds=3.0)
     return AgentSettings(
         storage_dir=tmp,
         name=str(changes.pop("name", "agent-test")),

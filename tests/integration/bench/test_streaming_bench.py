@@ -103,10 +103,14 @@ def test_bytes_add_up(small_run: tuple[Path, Path, list[dict[str, Any]]]) -> Non
     cdn, hybrid = records
     assert cdn["bytes"]["peers"] == 0
     agents = hybrid["agents"]
-    # Pieces counted as fetched from peers were sent by some viewer (whole pieces,
-    # padding included, so they are at least what the players were handed).
+    # Pieces counted as fetched from peers were sent by some viewer (piece data up to
+    # the end of its file, so they are at least what the players were handed).
     assert agents["uploaded"] >= agents["fetched_from_peers"] >= hybrid["bytes"]["peers"]
     assert agents["hash_failures"] == 0
+    # What the agents downloaded, their players played (nothing fetched twice).
+    assert agents["downloaded"] >= agents["played"] > 0
+    assert hybrid["download_ratio_max"] is not None
+    assert set(hybrid["wasted_bytes"]) == {"duplicate", "hash", "skipped"}
 
 
 def test_shares_and_ratios_are_fractions(
