@@ -345,7 +345,10 @@ class PiecePicker:
         picked: list[BlockRef] = []
         have = self._have
         if only is not None:
+            wanted = set(self._deadlines) | set(self._window) if self.restrict_to_priority else None
             for index in only:
+                if wanted is not None and index not in wanted:
+                    continue  # a streaming viewer takes only what it will play soon
                 if 0 <= index < self.num_pieces and not have[index] and pieces[index]:
                     self._take_from(
                         peer, self._partial(index), count, now, picked, duplicates=False
