@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import trio
 from seedcast.config import ClusterConfig
+from seedcast.peer.fast import allowed_fast_set
 from seedcast.peer.metainfo import Metainfo, create_torrent
 from seedcast.peer.storage import Storage
-from seedcast.peer.swarm import Swarm, SwarmSettings
+from seedcast.peer.swarm import PieceCompleted, Swarm, SwarmSettings
 
 pytest.importorskip("libtorrent", reason="libtorrent (PyPI) is the real client under test")
 
@@ -159,3 +160,111 @@ async def test_mixed_swarm_completes(tmp_path: Path, config: ClusterConfig) -> N
         setup.assert_identical(tmp_path / f"libtorrent-{n}")
     assert uploaded_by_leechers > 0
     assert from_libtorrent > 0
+
+
+async def test_libtorrent_fetches_allowed_fast_pieces_from_a_choking_seedcast_seed(
+    tmp_path: Path, config: ClusterConfig
+) -> None:
+    """BEP 6: our seed unchokes nobody, yet libtorrent gets the allowed-fast set we grant."""
+    async with tracker_and_setup(tmp_path, config) as (setup, nursery):
+        metainfo = setup.metainfo
+        assert metainfo is not None
+        seed = setup.seedcast_peer(setup.seed_dir, 1, regular_unchokes=0, optimistic_unchokes=0)
+        await nursery.start(seed.serve)
+        theirs = setup.libtorrent_peer(tmp_path / "libtorrent", host="127.0.40.102")
+        granted = allowed_fast_set("127.0.40.102", metainfo.info_hash, metainfo.piece_count)
+        try:
+            await theirs.wait_pieces(granted)
+            seeding = theirs.is_seeding()
+        finally:
+            await theirs.aclose()
+        uploaded = seed.statistics().bytes_uploaded
+    assert not seeding
+    # libtorrent skips the padding (BEP 47), so a little less than the granted pieces
+    assert 0 < uploaded <= sum(metainfo.piece_size(index) for index in granted)
+
+
+async def test_seedcast_fetches_allowed_fast_pieces_from_a_choking_libtorrent_seed(
+    tmp_path: Path, config: ClusterConfig
+) -> None:
+    """BEP 6 the other way: libtorrent unchokes nobody; we request its allowed-fast pieces."""
+    async with tracker_and_setup(tmp_path, config) as (setup, nursery):
+        metainfo = setup.metainfo
+        assert metainfo is not None
+        lt_seed = setup.libtorrent_peer(
+            setup.seed_dir, host="127.0.40.103", extra_settings={"unchoke_slots_limit": 0}
+        )
+        try:
+            await lt_seed.wait_checked()
+            ours = setup.seedcast_peer(tmp_path / "seedcast", 2)
+            got: list[int] = []
+            first = trio.Event()
+
+            def on_piece(event: PieceCompleted) -> None:
+                got.append(event.index)
+                first.set()
+
+            ours.add_piece_listener(on_piece)
+            await nursery.start(ours.serve)
+            await first.wait()
+            statistics = ours.statistics()
+        finally:
+            await lt_seed.aclose()
+    assert statistics.peers_unchoking_us == 0
+    assert statistics.peers_connected == 1
+    assert got
+
+
+DEAD_TRACKER = "http://127.0.0.1:9/announce"
+
+
+async def test_libtorrent_learns_a_seedcast_peer_through_our_pex(tmp_path: Path) -> None:
+    """BEP 10 + 11: our seed tells libtorrent about another Seedcast peer."""
+    setup = Setup(tmp_path)
+    setup.make_torrent(DEAD_TRACKER)
+    # Capped, so both leechers are still leeching when the PEX message arrives.
+    seed = setup.seedcast_peer(setup.seed_dir, 1, upload_rate=sum(FILES.values()) / 8)
+    # This one takes no PEX itself, so it can't be what connects to libtorrent.
+    other = setup.seedcast_peer(tmp_path / "other", 2, extension_protocol=False)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            seed_address = await nursery.start(seed.serve)
+            await nursery.start(other.serve)
+            assert other.listen_address is not None
+            seed.add_peer(*other.listen_address)
+            theirs = setup.libtorrent_peer(tmp_path / "libtorrent", host="127.0.40.102")
+            try:
+                host, port = seed_address[0].rsplit(":", 1)
+                theirs.connect(host, int(port))
+                peer = await theirs.wait_peer("127.0.40.2")
+            finally:
+                await theirs.aclose()
+            nursery.cancel_scope.cancel()
+    assert peer == ("127.0.40.2", other.listen_address[1], True)  # learned through PEX
+
+
+async def test_seedcast_learns_a_libtorrent_peer_through_its_pex(tmp_path: Path) -> None:
+    """BEP 10 + 11 the other way: a libtorrent seed tells us about a libtorrent leecher."""
+    setup = Setup(tmp_path)
+    setup.make_torrent(DEAD_TRACKER)
+    total = sum(FILES.values())
+    lt_seed = setup.libtorrent_peer(setup.seed_dir, host="127.0.40.103", upload_rate=total / 4)
+    lt_leecher = setup.libtorrent_peer(tmp_path / "libtorrent", host="127.0.40.104")
+    ours = setup.seedcast_peer(tmp_path / "seedcast", 2)
+    try:
+        with trio.fail_after(TIMEOUT):
+            await lt_seed.wait_checked()
+            lt_leecher.connect("127.0.40.103", lt_seed.port)
+            await lt_seed.wait_peer("127.0.40.104")
+            leecher_port = lt_leecher.port
+            async with trio.open_nursery() as nursery:
+                await nursery.start(ours.serve)
+                ours.add_peer("127.0.40.103", lt_seed.port)
+                await ours.wait_complete()
+                nursery.cancel_scope.cancel()
+    finally:
+        await lt_leecher.aclose()
+        await lt_seed.aclose()
+    assert ("127.0.40.104", leecher_port) in ours.known_peers()
+    assert ours.statistics().pex_learned >= 1
+    setup.assert_identical(tmp_path / "seedcast")

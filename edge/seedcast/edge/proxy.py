@@ -61,7 +61,7 @@ from seedcast.edge.router import (
     route,
 )
 from seedcast.edge.settings import EdgeSettings
-from seedcast.edge.statistics import CacheResult, EdgeCounters, RateMeter, metric_families
+from seedcast.edge.statistics import CacheResult, EdgeCounters, metric_families
 from seedcast.edge.store import CachedObject, CacheStore, object_key
 from seedcast.http11 import FileBody, Headers, HttpClient, Request, Response
 from seedcast.http11.semantics import (
@@ -73,6 +73,7 @@ from seedcast.http11.semantics import (
 )
 from seedcast.provenance import CACHE, SERVED_BY
 from seedcast.ratelimit import TokenBucket
+from seedcast.rates import RateMeter
 from seedcast.units import KiB
 
 log = logging.getLogger("seedcast.edge")
@@ -117,8 +118,8 @@ class Edge:
         self.counters = EdgeCounters()
         self.upstream = Upstream(settings, store, client, self.counters, clock=clock)
         self.fills: dict[str, Fill] = self.upstream.fills
-        self.bytes_out = RateMeter()
-        self.requests_rate = RateMeter()
+        self.bytes_out = RateMeter(window=5.0, resolution=1.0)
+        self.requests_rate = RateMeter(window=5.0, resolution=1.0)
         self.bucket = TokenBucket(settings.upload) if settings.upload > 0 else None
         self.open_connections: Callable[[], int] = lambda: 0
         self.draining = False

@@ -1,7 +1,7 @@
-"""The edge's counters, a rate meter and a latency histogram, and their Prometheus form.
+"""The edge's counters and latency histogram, and their Prometheus form.
 
 How it works: the hot path only bumps plain integers on :class:`EdgeCounters`
-(and feeds :class:`RateMeter` / :class:`LatencyHistogram`, which are a few
+(and feeds :class:`seedcast.rates.RateMeter` / :class:`LatencyHistogram`, a few
 float operations); :func:`metric_families` turns a snapshot into Prometheus
 families at scrape time (through ``seedcast.metrics.StatisticsCollector``).
 Nothing here reads a clock: callers pass ``now``.
@@ -10,7 +10,6 @@ Nothing here reads a clock: callers pass ``now``.
 from __future__ import annotations
 
 import bisect
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -38,41 +37,6 @@ class CacheResult(StrEnum):
 
 
 SERVED_FROM_CACHE = frozenset({CacheResult.HIT, CacheResult.REVALIDATED, CacheResult.STALE})
-
-
-class RateMeter:
-    """Bytes (or events) per second over the last ``window`` seconds, in 1 s buckets.
-
-    The current second accumulates in an attribute (the hot path is one
-    comparison and one addition); finished seconds move to a short history.
-    """
-
-    __slots__ = ("_current", "_current_total", "_history", "_window")
-
-    def __init__(self, window: int = 5) -> None:
-        self._window = max(1, window)
-        self._history: deque[tuple[int, float]] = deque(maxlen=self._window + 1)
-        self._current = 0
-        self._current_total = 0.0
-
-    def add(self, amount: float, now: float) -> None:
-        second = int(now)
-        if second == self._current:
-            self._current_total += amount
-            return
-        if self._current_total:
-            self._history.append((self._current, self._current_total))
-        self._current = second
-        self._current_total = amount
-
-    def rate(self, now: float) -> float:
-        """Average over the last ``window`` whole seconds plus the current partial one."""
-        second = int(now)
-        first = second - self._window
-        total = sum(value for key, value in self._history if first <= key <= second)
-        if first <= self._current <= second:
-            total += self._current_total
-        return total / (self._window + (now - second))
 
 
 DEFAULT_LATENCY_BUCKETS = (

@@ -1,4 +1,4 @@
-"""Events of the BitTorrent peer wire protocol (BEP 3, BEP 6 fast extension).
+"""Events of the BitTorrent peer wire protocol (BEP 3, BEP 6 fast extension, BEP 10 framing).
 
 Each message on the wire is one small frozen dataclass, validated on
 construction (indices fit in 32 bits, hashes are 20 bytes, blocks are at most
@@ -35,7 +35,7 @@ _U32 = 0xFFFFFFFF
 
 
 class MessageId(IntEnum):
-    """Message ids of BEP 3 and BEP 6 (plus PORT and EXTENDED, which we only skip)."""
+    """Message ids of BEP 3, BEP 6 and BEP 10 (EXTENDED), plus PORT, which we only skip."""
 
     CHOKE = 0
     UNCHOKE = 1
@@ -90,16 +90,27 @@ class Handshake:
             raise ValueError("reserved must be 8 bytes")
 
     @classmethod
-    def with_extensions(cls, info_hash: bytes, peer_id: bytes, *, fast: bool = True) -> Handshake:
+    def with_extensions(
+        cls, info_hash: bytes, peer_id: bytes, *, fast: bool = True, extended: bool = False
+    ) -> Handshake:
         reserved = bytearray(8)
-        if fast:
-            byte, mask = FAST_EXTENSION_BIT
-            reserved[byte] |= mask
+        for wanted, (byte, mask) in (
+            (fast, FAST_EXTENSION_BIT),
+            (extended, EXTENSION_PROTOCOL_BIT),
+        ):
+            if wanted:
+                reserved[byte] |= mask
         return cls(info_hash, peer_id, bytes(reserved))
 
     @property
     def supports_fast(self) -> bool:
         byte, mask = FAST_EXTENSION_BIT
+        return bool(self.reserved[byte] & mask)
+
+    @property
+    def supports_extension_protocol(self) -> bool:
+        """BEP 10."""
+        byte, mask = EXTENSION_PROTOCOL_BIT
         return bool(self.reserved[byte] & mask)
 
 
@@ -256,6 +267,19 @@ class AllowedFast:
 
 
 @dataclass(frozen=True, slots=True)
+class Extended:
+    """A BEP 10 message: ``extension_id`` 0 is the extension handshake, others
+    are the ids the receiver assigned in its handshake (``seedcast.peer.extensions``)."""
+
+    extension_id: int
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.extension_id <= 255:
+            raise ValueError("extension_id must be a byte")
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownMessage:
     """A message whose id we don't speak (extension protocol, future BEPs): skipped."""
 
@@ -294,6 +318,7 @@ Event = (
     | HaveAll
     | HaveNone
     | AllowedFast
+    | Extended
     | UnknownMessage
     | RequestsDropped
     | ConnectionClosed

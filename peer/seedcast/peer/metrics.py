@@ -48,7 +48,22 @@ def swarm_metric_families(snapshots: Iterable[SwarmStatistics]) -> Iterable[Metr
     bans = CounterMetricFamily("seedcast_peer_bans", "Peers banned for bad data", labels=labels)
     refused = CounterMetricFamily(
         "seedcast_peer_connections_refused",
-        "Incoming connections refused (cap reached or banned address)",
+        "Incoming connections refused, by reason (banned, per_host cap, full)",
+        labels=[*labels, "reason"],
+    )
+    pex = CounterMetricFamily(
+        "seedcast_peer_pex_learned_peers",
+        "Peer addresses first learned through peer exchange (ut_pex)",
+        labels=labels,
+    )
+    unfinished = CounterMetricFamily(
+        "seedcast_peer_unfinished_handshakes",
+        "Connections that ended before both handshakes were done (churn, scans, timeouts)",
+        labels=labels,
+    )
+    evictions = CounterMetricFamily(
+        "seedcast_peer_evictions",
+        "Useless connections dropped to make room for a newcomer",
         labels=labels,
     )
     errors = CounterMetricFamily(
@@ -76,7 +91,11 @@ def swarm_metric_families(snapshots: Iterable[SwarmStatistics]) -> Iterable[Metr
             peers.add_metric([*values, state], count)
         hash_failures.add_metric(values, snapshot.hash_failures)
         bans.add_metric(values, snapshot.bans)
-        refused.add_metric(values, snapshot.connections_refused)
+        for reason, count in sorted(snapshot.refusals.items()):
+            refused.add_metric([*values, reason], count)
+        evictions.add_metric(values, snapshot.evictions)
+        pex.add_metric(values, snapshot.pex_learned)
+        unfinished.add_metric(values, snapshot.unfinished_handshakes)
         for reason, count in sorted(snapshot.protocol_errors.items()):
             errors.add_metric([*values, reason], count)
         seconds = snapshot.seconds_to_complete
@@ -90,6 +109,9 @@ def swarm_metric_families(snapshots: Iterable[SwarmStatistics]) -> Iterable[Metr
         hash_failures,
         bans,
         refused,
+        evictions,
+        pex,
+        unfinished,
         errors,
         complete,
     )

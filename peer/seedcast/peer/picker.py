@@ -31,7 +31,7 @@ that contributed, for blame. Time comes in as ``now``; randomness from the
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from seedcast.peer.messages import BLOCK_SIZE, BlockRef
@@ -324,13 +324,38 @@ class PiecePicker:
 
     # -- picking ----------------------------------------------------------------
 
-    def pick_blocks(self, peer: PeerKey, count: int, now: float) -> list[BlockRef]:
-        """Up to ``count`` blocks to request from ``peer`` now (marked requested)."""
+    def pick_blocks(
+        self,
+        peer: PeerKey,
+        count: int,
+        now: float,
+        *,
+        only: Collection[int] | None = None,
+        suggested: Iterable[int] = (),
+    ) -> list[BlockRef]:
+        """Up to ``count`` blocks to request from ``peer`` now (marked requested).
+
+        ``only``: pick from these pieces alone (BEP 6 allowed-fast pieces while
+        the peer chokes us). ``suggested``: pieces the peer suggested (BEP 6
+        suggest-piece), started before any other new piece.
+        """
         pieces = self._peer_pieces.get(peer)
         if pieces is None or count <= 0 or self.complete:
             return []
         picked: list[BlockRef] = []
         have = self._have
+        if only is not None:
+            wanted = set(self._deadlines) | set(self._window) if self.restrict_to_priority else None
+            for index in only:
+                if wanted is not None and index not in wanted:
+                    continue  # a streaming viewer takes only what it will play soon
+                if 0 <= index < self.num_pieces and not have[index] and pieces[index]:
+                    self._take_from(
+                        peer, self._partial(index), count, now, picked, duplicates=False
+                    )
+                    if len(picked) >= count:
+                        break
+            return picked
 
         if self._deadlines:
             for index, deadline in sorted(self._deadlines.items(), key=lambda item: item[1]):
@@ -356,6 +381,16 @@ class PiecePicker:
                 self._take_from(peer, self._partial(index), count, now, picked, duplicates=False)
                 if len(picked) >= count:
                     return picked
+
+        if not self.restrict_to_priority:
+            for index in suggested:
+                fresh = index not in self._partials
+                if fresh and 0 <= index < self.num_pieces and not have[index] and pieces[index]:
+                    self._take_from(
+                        peer, self._partial(index), count, now, picked, duplicates=False
+                    )
+                    if len(picked) >= count:
+                        return picked
 
         if not self.restrict_to_priority and peer not in self._exhausted:
             while len(picked) < count:

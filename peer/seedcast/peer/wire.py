@@ -44,6 +44,7 @@ from seedcast.peer.messages import (
     Choke,
     ConnectionClosed,
     Event,
+    Extended,
     Handshake,
     Have,
     HaveAll,
@@ -148,6 +149,7 @@ _RECEIVE_RULES: dict[MessageId, int | None] = {
     MessageId.HAVE_NONE: 0,
     MessageId.REJECT_REQUEST: 12,
     MessageId.ALLOWED_FAST: 4,
+    MessageId.EXTENDED: None,
 }
 
 _SIMPLE_BYTES = {
@@ -187,6 +189,7 @@ class PeerWire:
         torrents: TorrentShape | Mapping[bytes, TorrentShape],
         *,
         fast: bool = True,
+        extensions: bool = False,
         expected_peer_id: bytes | None = None,
         max_remote_requests: int = MAX_REMOTE_REQUESTS,
     ) -> None:
@@ -197,6 +200,7 @@ class PeerWire:
             {torrents.info_hash: torrents} if isinstance(torrents, TorrentShape) else torrents
         )
         self._offer_fast = fast
+        self._offer_extensions = extensions
         self._expected_peer_id = expected_peer_id
         self._max_remote_requests = max_remote_requests
         self.torrent: TorrentShape | None = None
@@ -214,12 +218,15 @@ class PeerWire:
         """Requests the peer sent that we have neither served, rejected nor dropped."""
         self.allowed_fast: set[int] = set()
         """Pieces the peer lets us request while it chokes us (BEP 6)."""
+        self.allowed_fast_out: set[int] = set()
+        """Pieces we let the peer request while we choke it (the AllowedFast we sent)."""
         self._cancelled: OrderedDict[BlockRef, None] = OrderedDict()
         self._buffer = bytearray()
         self._position = 0
         self._error: RemoteProtocolError | None = None
         self._established = False
         self._fast = False
+        self._extended = False
 
     # -- state -------------------------------------------------------------
 
@@ -227,6 +234,11 @@ class PeerWire:
     def fast(self) -> bool:
         """True when both handshakes carry the fast-extension bit."""
         return self._fast
+
+    @property
+    def extended(self) -> bool:
+        """True when both handshakes carry the BEP 10 extension-protocol bit."""
+        return self._extended
 
     @property
     def established(self) -> bool:
@@ -241,6 +253,12 @@ class PeerWire:
             and sent.supports_fast
             and received.supports_fast
         )
+        self._extended = (
+            sent is not None
+            and received is not None
+            and sent.supports_extension_protocol
+            and received.supports_extension_protocol
+        )
 
     @property
     def remote_peer_id(self) -> bytes | None:
@@ -248,7 +266,9 @@ class PeerWire:
 
     def handshake(self, info_hash: bytes) -> Handshake:
         """The handshake we send for ``info_hash`` (with the bits we support)."""
-        return Handshake.with_extensions(info_hash, self.peer_id, fast=self._offer_fast)
+        return Handshake.with_extensions(
+            info_hash, self.peer_id, fast=self._offer_fast, extended=self._offer_extensions
+        )
 
     def buffered(self) -> int:
         """Bytes received but not yet a whole message."""
@@ -386,6 +406,15 @@ class PeerWire:
             raise _fail(f"{message_id.name} without the fast extension", "fast")
         if message_id in _first_message_only and self.receive_phase is not WirePhase.FIRST_MESSAGE:
             raise _fail(f"{message_id.name} after other messages", "order")
+        if message_id is MessageId.EXTENDED:
+            # Any time, even before the bitfield (libtorrent sends its
+            # extension handshake first): the phase stays as it is.
+            if not self._extended:  # not negotiated: skipped like any unknown message
+                self.receive_phase = WirePhase.OPEN
+                return UnknownMessage(int(message_id), bytes(buffer[start : start + size]))
+            if size < 1:
+                raise _fail("extension message without an extension id", "length")
+            return Extended(buffer[start], bytes(buffer[start + 1 : start + size]))
         self.receive_phase = WirePhase.OPEN
 
         if message_id is MessageId.PIECE:
@@ -497,6 +526,13 @@ class PeerWire:
             raise LocalProtocolError(f"{type(event).__name__} needs the fast extension")
         if isinstance(event, KeepAlive):
             return _KEEP_ALIVE
+        if isinstance(event, Extended):
+            if not self._extended:
+                raise LocalProtocolError("Extended needs the BEP 10 extension protocol")
+            if 2 + len(event.payload) > MAX_MESSAGE_LENGTH:
+                raise LocalProtocolError("extension message too large")
+            body = bytes([MessageId.EXTENDED, event.extension_id]) + event.payload
+            return _U32.pack(len(body)) + body
         self.send_phase = WirePhase.OPEN
 
         if isinstance(event, Piece):
@@ -504,13 +540,15 @@ class PeerWire:
         if isinstance(event, Choke):
             self.am_choking = True
             out = _SIMPLE_BYTES[Choke]
+            allowed = self.allowed_fast_out
+            dropped = [block for block in self.remote_requests if block.index not in allowed]
             if self.fast:
                 rejects = [
-                    self._block_message(MessageId.REJECT_REQUEST, block)
-                    for block in self.remote_requests
+                    self._block_message(MessageId.REJECT_REQUEST, block) for block in dropped
                 ]
                 out += b"".join(rejects)
-            self.remote_requests.clear()
+            for block in dropped:  # requests for allowed-fast pieces stay (BEP 6)
+                del self.remote_requests[block]
             return out
         if isinstance(event, Unchoke):
             self.am_choking = False
@@ -529,6 +567,8 @@ class PeerWire:
                 SuggestPiece: MessageId.SUGGEST_PIECE,
                 AllowedFast: MessageId.ALLOWED_FAST,
             }[type(event)]
+            if message_id is MessageId.ALLOWED_FAST:
+                self.allowed_fast_out.add(event.index)
             return _HEADER.pack(5, message_id) + _U32.pack(event.index)
         if isinstance(event, Bitfield):
             if len(event.bits) != (torrent.num_pieces + 7) // 8:

@@ -14,6 +14,12 @@ What it measures (all in one run, on loopback):
    doesn't), the same tracker.
 3. **One-to-one throughput**, uncapped: a seed and a leecher, ours (two
    processes) and libtorrent's (two sessions), in MB/s.
+4. With ``--free-riders K``, instead: the Seedcast swarm with K more
+   leechers that never unchoke anyone, run twice, with the classic choker
+   (seeds unchoke whoever downloads fastest, spare slots go to anyone: the
+   choker before tit-for-tat was enforced) and with today's (round-robin
+   seeding, spare slots only on credit). Printed: honest median and last
+   completion, the free-riders' median, and free-rider/honest ratios.
 
 Workers are ``python -m seedcast.bench.swarm`` processes started through
 :func:`seedcast.bench._cluster.open_run_cluster` (stopped by PID at the end),
@@ -27,11 +33,14 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +100,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--trace", action="store_true", help="print the swarm's total upload rate every 2 s"
     )
     parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        default=None,
+        help="run our worker processes under cProfile, stats to DIR/worker-K.prof",
+    )
+    parser.add_argument(
+        "--free-riders",
+        metavar="K",
+        type=int,
+        default=0,
+        help="add K leechers that never unchoke anyone; compare the classic and today's choker",
+    )
+    parser.add_argument(
+        "--regular-unchokes",
+        metavar="SLOTS",
+        type=int,
+        default=None,
+        help="regular unchoke slots of every peer (default: SwarmSettings' 4)",
+    )
+    parser.add_argument(
         "--json", metavar="FILE", default=None, help="also write the results as JSON"
     )
     parser.add_argument(
@@ -105,10 +134,29 @@ class SwarmResult:
     completions: tuple[float, ...]
     """Seconds from start to each leecher's completion (missing = timed out)."""
     timed_out: int
+    cpu_seconds: float = 0.0
+    """CPU time (user + system) of every peer of the run."""
+    free_riders: tuple[float, ...] = ()
+    """Completion seconds of the free-riders (``--free-riders``), not in ``completions``."""
+    free_riders_timed_out: int = 0
 
     @property
     def last(self) -> float:
         return max(self.completions) if self.completions else float("inf")
+
+    @property
+    def median(self) -> float:
+        return _median(self.completions)
+
+
+def _median(values: Sequence[float]) -> float:
+    if not values:
+        return float("inf")
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def bound(
@@ -143,6 +191,10 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
     counts = args.leechers or [8]
     if any(count < 1 or count > 250 for count in counts):
         raise UsageError("--leechers must be 1..250")
+    if args.free_riders < 0 or args.free_riders > 50:
+        raise UsageError("--free-riders must be 0..50")
+    if args.regular_unchokes is not None and args.regular_unchokes < 0:
+        raise UsageError("--regular-unchokes must be >= 0")
     console = Console()
     workdir = (
         Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="seedcast-swarm-"))
@@ -156,7 +208,34 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
     }
     try:
         source = _make_file(workdir / "source", "movie", "movie.bin", size)
-        if not args.no_swarm:
+        if args.free_riders:
+            results["free_riders"] = []
+            for count in counts:
+                limit = bound(size, count + args.free_riders, seed_upload, peer_upload, download)
+                caps = (seed_upload, peer_upload, download)
+                for choker in ("classic", "tit-for-tat"):
+                    console.print(
+                        f"[bold]free-riders[/] {count} honest + {args.free_riders} free-riding, "
+                        f"F={format_size(size)}, {choker} choker ..."
+                    )
+                    outcome = trio.run(
+                        partial(
+                            _seedcast_swarm,
+                            config,
+                            workdir,
+                            source,
+                            count,
+                            piece_length,
+                            caps,
+                            limit,
+                            args.workers,
+                            args.trace,
+                            free_riders=args.free_riders,
+                            settings=_choker_settings(choker, args.regular_unchokes),
+                        )
+                    )
+                    results["free_riders"].append(_free_rider_entry(choker, outcome))
+        elif not args.no_swarm:
             for count in counts:
                 limit = bound(size, count, seed_upload, peer_upload, download)
                 caps = (seed_upload, peer_upload, download)
@@ -164,16 +243,19 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
                     f"[bold]swarm[/] N={count}, F={format_size(size)}, bound {limit:.1f} s: Seedcast ..."
                 )
                 ours = trio.run(
-                    _seedcast_swarm,
-                    config,
-                    workdir,
-                    source,
-                    count,
-                    piece_length,
-                    caps,
-                    limit,
-                    args.workers,
-                    args.trace,
+                    partial(
+                        _seedcast_swarm,
+                        config,
+                        workdir,
+                        source,
+                        count,
+                        piece_length,
+                        caps,
+                        limit,
+                        args.workers,
+                        args.trace,
+                        profile=Path(args.profile) if args.profile else None,
+                    )
                 )
                 theirs = None
                 if not args.no_libtorrent:
@@ -181,7 +263,7 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
                     theirs = trio.run(
                         _libtorrent_swarm, config, workdir, source, count, piece_length, caps, limit
                     )
-                results["swarms"].append(_swarm_entry(count, limit, ours, theirs))
+                results["swarms"].append(_swarm_entry(count, limit, ours, theirs, size))
         if not args.no_throughput:
             console.print(
                 f"[bold]one-to-one[/], uncapped, {format_size(throughput_size)}, best of 3 ..."
@@ -205,6 +287,33 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    if results.get("free_riders"):
+        table = Table(title="Free-riders: completion seconds, honest leechers vs free-riders")
+        for column in (
+            "choker",
+            "honest",
+            "honest median s",
+            "honest last s",
+            "free-rider median s",
+            "free/honest median",
+            "honest median vs classic",
+        ):
+            table.add_column(column, justify="right")
+        classic: dict[int, float] = {}
+        for entry in results["free_riders"]:
+            if entry["choker"] == "classic":
+                classic[entry["honest"]] = entry["honest_median_s"]
+            baseline = classic.get(entry["honest"])
+            table.add_row(
+                entry["choker"],
+                str(entry["honest"]),
+                _seconds(entry["honest_median_s"], entry["honest_timed_out"]),
+                f"{entry['honest_last_s']:.1f}",
+                _seconds(entry["free_rider_median_s"], entry["free_riders_timed_out"]),
+                f"{entry['free_rider_ratio']:.2f}",
+                "-" if baseline is None else f"{entry['honest_median_s'] / baseline:.2f}",
+            )
+        console.print(table)
     if results["swarms"]:
         table = Table(title="Swarm: last leecher's completion vs the P2P bound")
         for column in (
@@ -215,6 +324,9 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
             "libtorrent s",
             "ratio",
             "ours/theirs",
+            "CPU s/MiB ours",
+            "CPU s/MiB theirs",
+            "CPU ratio",
         ):
             table.add_column(column, justify="right")
         for entry in results["swarms"]:
@@ -229,6 +341,11 @@ def run(args: argparse.Namespace, config: ClusterConfig) -> int:
                 "-"
                 if theirs_s is None or entry["libtorrent_timed_out"]
                 else f"{entry['seedcast_last_s'] / theirs_s:.2f}",
+                f"{entry['seedcast_cpu_s_per_mib']:.4f}",
+                "-" if theirs_s is None else f"{entry['libtorrent_cpu_s_per_mib']:.4f}",
+                "-"
+                if theirs_s is None
+                else f"{entry['seedcast_cpu_s_per_mib'] / entry['libtorrent_cpu_s_per_mib']:.2f}",
             )
         console.print(table)
     if results["throughput"]:
@@ -254,7 +371,7 @@ def _seconds(value: float, timed_out: int) -> str:
 
 
 def _swarm_entry(
-    count: int, limit: float, ours: SwarmResult, theirs: SwarmResult | None
+    count: int, limit: float, ours: SwarmResult, theirs: SwarmResult | None, size: int
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "leechers": count,
@@ -263,6 +380,7 @@ def _swarm_entry(
         "seedcast_ratio": ours.last / limit,
         "seedcast_timed_out": ours.timed_out,
         "seedcast_completions_s": list(ours.completions),
+        "seedcast_cpu_s_per_mib": _cpu_per_mib(ours, size),
     }
     if theirs is not None:
         entry |= {
@@ -270,8 +388,52 @@ def _swarm_entry(
             "libtorrent_ratio": theirs.last / limit,
             "libtorrent_timed_out": theirs.timed_out,
             "libtorrent_completions_s": list(theirs.completions),
+            "libtorrent_cpu_s_per_mib": _cpu_per_mib(theirs, size),
         }
     return entry
+
+
+def _cpu_per_mib(result: SwarmResult, size: int) -> float:
+    """CPU seconds per MiB exchanged: every finished leecher's file, counted up and down."""
+    exchanged = 2 * len(result.completions) * size / MiB
+    return result.cpu_seconds / exchanged if exchanged else float("inf")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _choker_settings(choker: str, regular_unchokes: int | None) -> dict[str, Any]:
+    """SwarmSettings overrides of every peer for a ``--free-riders`` run."""
+    settings: dict[str, Any] = {}
+    if choker == "classic":
+        settings |= {"seed_policy": "fastest-upload", "unchoke_credit": None}
+    if regular_unchokes is not None:
+        settings["regular_unchokes"] = regular_unchokes
+    return settings
+
+
+def _free_rider_entry(choker: str, outcome: SwarmResult) -> dict[str, Any]:
+    honest = outcome.median
+    free = _median(outcome.free_riders)
+    return {
+        "choker": choker,
+        "honest": outcome.leechers,
+        "honest_median_s": honest,
+        "honest_last_s": outcome.last,
+        "honest_timed_out": outcome.timed_out,
+        "honest_completions_s": list(outcome.completions),
+        "free_rider_median_s": free,
+        "free_riders_timed_out": outcome.free_riders_timed_out,
+        "free_rider_completions_s": list(outcome.free_riders),
+        "free_rider_ratio": free / honest,
+    }
 
 
 def _make_file(root: Path, name: str, filename: str, size: int) -> Path:
@@ -325,8 +487,16 @@ async def _seedcast_swarm(
     limit: float,
     workers: int,
     trace: bool = False,
+    *,
+    free_riders: int = 0,
+    settings: dict[str, Any] | None = None,
+    profile: Path | None = None,
 ) -> SwarmResult:
+    """``free_riders`` more leechers never unchoke anyone; ``settings``: every peer's overrides."""
     seed_upload, peer_upload, download = caps
+    common = settings or {}
+    stingy = {**common, "regular_unchokes": 0, "optimistic_unchokes": 0}
+    total = count + free_riders
     run_dir = workdir / f"seedcast-{count}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -335,7 +505,14 @@ async def _seedcast_swarm(
         torrent = run_dir / "swarm.torrent"
         torrent.write_bytes(_torrent(source, announce, piece_length))
         peers = [
-            {"index": 1, "dir": str(source), "seed": True, "upload": seed_upload, "download": 0.0}
+            {
+                "index": 1,
+                "dir": str(source),
+                "seed": True,
+                "upload": seed_upload,
+                "download": 0.0,
+                "settings": common,
+            }
         ] + [
             {
                 "index": 1 + number,
@@ -343,14 +520,16 @@ async def _seedcast_swarm(
                 "seed": False,
                 "upload": peer_upload,
                 "download": download,
+                "settings": stingy if number > count else common,
             }
-            for number in range(1, count + 1)
+            for number in range(1, total + 1)
         ]
         jobs: list[list[dict[str, Any]]] = [[] for _ in range(max(1, min(workers, len(peers))))]
         for position, peer in enumerate(peers):
             jobs[position % len(jobs)].append(peer)
         start_at = time.time() + 2.0 + 0.05 * count
         completions: list[float] = []
+        riders: list[float] = []
         uploaded: dict[int, int] = {}
         done = trio.Event()
 
@@ -359,18 +538,33 @@ async def _seedcast_swarm(
                 slot = round((message["time"] - start_at) / 2)
                 uploaded[slot] = uploaded.get(slot, 0) + message["bytes"]
             elif message.get("event") == "complete" and not message.get("seed"):
-                completions.append(message["time"] - start_at)
-                if len(completions) == count:
+                seconds = message["time"] - start_at
+                if message["peer"] > 1 + count:
+                    riders.append(seconds)
+                else:
+                    completions.append(seconds)
+                if len(completions) + len(riders) == total:
                     done.set()
 
+        if profile is not None:
+            await trio.Path(profile).mkdir(parents=True, exist_ok=True)
+        cpu_before = _children_cpu()
         # Leaving the run cluster closes the workers' stdin and waits for them (then kills).
         async with open_run_cluster(run_dir / "logs") as cluster:
             for number, job in enumerate(jobs, 1):
-                work = {"torrent": str(torrent), "peers": job, "start_at": start_at, "trace": trace}
+                work: dict[str, Any] = {
+                    "torrent": str(torrent),
+                    "peers": job,
+                    "start_at": start_at,
+                    "trace": trace,
+                }
+                if profile is not None:
+                    work["profile"] = str(profile / f"worker-{number}.prof")
                 await cluster.start_worker(f"swarm-{number}", work, on_message, module=WORKER)
             with trio.move_on_after(start_at - time.time() + 5 * limit + 30):
                 await done.wait()
         nursery.cancel_scope.cancel()
+    cpu = _children_cpu() - cpu_before
     shutil.rmtree(run_dir, ignore_errors=True)
     if trace:
         capacity = (seed_upload + count * peer_upload) / MiB
@@ -380,7 +574,15 @@ async def _seedcast_swarm(
             print(
                 f"  t={2 * slot:4d} s  upload {rate:6.2f} MiB/s of {capacity:.0f}", file=sys.stderr
             )
-    return SwarmResult("seedcast", count, tuple(sorted(completions)), count - len(completions))
+    return SwarmResult(
+        "seedcast",
+        count,
+        tuple(sorted(completions)),
+        count - len(completions),
+        cpu,
+        tuple(sorted(riders)),
+        free_riders - len(riders),
+    )
 
 
 async def _worker(report: Emit) -> None:
@@ -408,7 +610,10 @@ async def _worker(report: Emit) -> None:
             metainfo,
             storage,
             settings=SwarmSettings(
-                upload_rate=peer["upload"], download_rate=peer["download"], local_address=host
+                upload_rate=peer["upload"],
+                download_rate=peer["download"],
+                local_address=host,
+                **peer.get("settings", {}),
             ),
             listen=(host, 0),
             rng=random.Random(peer["index"]),
@@ -432,8 +637,15 @@ async def _worker(report: Emit) -> None:
             total = sum(swarm.bytes_uploaded for _, swarm in swarms)
             report({"event": "uploaded", "time": tick, "bytes": total})
 
+    profiler = None
+    if job.get("profile"):  # --profile: this worker's trading under cProfile
+        import cProfile
+
+        profiler = cProfile.Profile()
     async with trio.open_nursery() as nursery:
         await trio.sleep(max(0.0, job["start_at"] - time.time()))
+        if profiler is not None:
+            profiler.enable()
         for peer, swarm in swarms:
             await nursery.start(swarm.serve)
             if not peer["seed"]:
@@ -442,6 +654,9 @@ async def _worker(report: Emit) -> None:
             nursery.start_soon(trace)
         await lines.wait_closed()
         nursery.cancel_scope.cancel()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(job["profile"])
     for peer, swarm in swarms:
         statistics = swarm.statistics()
         report(
@@ -478,6 +693,7 @@ async def _libtorrent_swarm(
     async with trio.open_nursery() as nursery:
         announce = await _start_tracker(config, nursery)
         torrent = _torrent(source, announce, piece_length)
+        cpu_before = _own_cpu()  # libtorrent's threads run in this process
         seed = LibtorrentPeer(
             torrent,
             source,
@@ -530,11 +746,12 @@ async def _libtorrent_swarm(
                 f"tracker={status.current_tracker!r} errors={leechers[number].errors[-3:]}",
                 file=sys.stderr,
             )
+        cpu = _own_cpu() - cpu_before
         for peer in [seed, *leechers]:
             await peer.aclose()
         nursery.cancel_scope.cancel()
     shutil.rmtree(run_dir, ignore_errors=True)
-    return SwarmResult("libtorrent", count, tuple(sorted(completions)), len(pending))
+    return SwarmResult("libtorrent", count, tuple(sorted(completions)), len(pending), cpu)
 
 
 # -- one-to-one throughput ------------------------------------------------------------

@@ -5,7 +5,7 @@ and :class:`~seedcast.peer.choker.Choker`, fed the way the trio shell
 (:mod:`seedcast.peer.swarm`) feeds them: bitfields and HAVEs go to the
 picker, the choker runs every second (and at once when a peer becomes
 interested) with each connection's rates from a real
-:class:`~seedcast.peer.rates.RateMeter`, requests are pipelined to
+:class:`~seedcast.rates.RateMeter`, requests are pipelined to
 ``rate x request_seconds`` (at least ``min_request_queue`` blocks), an
 uploader serves its requests in order, and a choke drops what was queued.
 Hybrid peers also run the distribution bench's web seed: one piece at a time
@@ -39,7 +39,7 @@ from seedcast.nameserver.policies import Edge, round_robin
 from seedcast.peer.choker import Choker, ChokerPeer, is_snubbed
 from seedcast.peer.messages import BLOCK_SIZE, BlockRef
 from seedcast.peer.picker import PiecePicker
-from seedcast.peer.rates import RateMeter
+from seedcast.rates import RateMeter
 from seedcast.sim.events import EventLoop, Network
 
 __all__ = ["PieceSettings", "SwarmResult", "simulate_distribution"]
@@ -369,7 +369,7 @@ class _Swarm:
                     connected_at=link.connected_at,
                     snubbed=is_snubbed(now, back.interested_since, back.last_block_at),
                     idle=idle,
-                    uploaded=link.meter.total,
+                    uploaded=int(link.meter.total),
                 )
             )
         decision = peer.choker.decide(now, views, seeding=peer.complete)

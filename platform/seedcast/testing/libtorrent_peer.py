@@ -135,6 +135,29 @@ class LibtorrentPeer:
             await trio.to_thread.run_sync(self.session.wait_for_alert, 100)
             self._collect()
 
+    def peers(self) -> list[tuple[str, int, bool]]:
+        """Connected peers: (ip, port, learned through PEX)."""
+        pex = int(self._lt.peer_info.pex)
+        return [
+            (str(info.ip[0]), int(info.ip[1]), bool(int(info.source) & pex))
+            for info in self.handle.get_peer_info()
+        ]
+
+    async def wait_peer(self, host: str) -> tuple[str, int, bool]:
+        """Return the first connected peer at ``host`` once there is one."""
+        while True:
+            for peer in self.peers():
+                if peer[0] == host:
+                    return peer
+            await trio.to_thread.run_sync(self.session.wait_for_alert, 100)
+            self._collect()
+
+    async def wait_pieces(self, indices: list[int]) -> None:
+        """Return once libtorrent has verified every piece in ``indices``."""
+        while not all(self.handle.have_piece(index) for index in indices):
+            await trio.to_thread.run_sync(self.session.wait_for_alert, 100)
+            self._collect()
+
     async def aclose(self) -> None:
         """Stop the session. Runs in a thread: libtorrent's destructor waits for its
         "stopped" announce, which a tracker in this very trio loop must be free to answer."""

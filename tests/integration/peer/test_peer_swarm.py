@@ -5,12 +5,15 @@ from __future__ import annotations
 import random
 import socket
 import struct
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
+import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from seedcast.peer._rawsocket import RawStream
+from seedcast.peer.fast import allowed_fast_set
 from seedcast.peer.messages import BLOCK_SIZE, HaveAll, Piece, Request, Unchoke
 from seedcast.peer.swarm import PieceCompleted, Swarm, SwarmSettings, new_peer_id
 from seedcast.peer.wire import PeerWire
@@ -201,9 +204,105 @@ async def test_lying_peer_is_banned_and_download_completes(small_torrent: Torren
     statistics = leecher.statistics()
     assert statistics.hash_failures >= 1
     assert statistics.bans == 1
-    assert "127.0.40.66" in leecher._banned_hosts
-    assert "127.0.40.1" not in leecher._banned_hosts
+    assert leecher.bans.is_banned("127.0.40.66")
+    assert not leecher.bans.is_banned("127.0.40.1")
     small_torrent.assert_identical(small_torrent.tmp / "leecher")
+
+
+async def test_a_liar_using_the_seeders_id_gets_itself_banned_not_the_seeder(
+    small_torrent: TorrentFixture, tmp_path: Path
+) -> None:
+    """#21 finding 3: bans follow the address bad bytes came from, never a claimed peer id."""
+    seed = small_torrent.seed(host="127.0.40.1")
+    # The liar claims the seed's peer id and "has" everything, but its copy is corrupt.
+    corrupt = tmp_path / "corrupt"
+    for relative, data in small_torrent.files.items():
+        path = corrupt / small_torrent.metainfo.name / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bytes(byte ^ 0x5A for byte in data))
+    liar = small_torrent.swarm(
+        corrupt,
+        name="liar",
+        host="127.0.40.66",
+        peer_id=seed.peer_id,
+        have=range(small_torrent.metainfo.piece_count),
+    )
+    leecher = small_torrent.leecher("leecher", host="127.0.40.2")
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await start(nursery, leecher)
+            liar_address = await start(nursery, liar)
+            leecher.add_peer(*liar_address)
+            # The liar is talking to the leecher before the real seed shows up.
+            await trio.testing.wait_all_tasks_blocked()
+            seed_address = await start(nursery, seed)
+            leecher.add_peer(*seed_address)
+            await leecher.wait_complete()
+            nursery.cancel_scope.cancel()
+    assert leecher.bans.is_banned("127.0.40.66")
+    assert not leecher.bans.is_banned("127.0.40.1")
+    assert seed.statistics().bytes_uploaded > 0
+    small_torrent.assert_identical(small_torrent.tmp / "leecher")
+
+
+async def test_a_choked_leecher_fetches_its_allowed_fast_pieces(
+    small_torrent: TorrentFixture,
+) -> None:
+    """BEP 6: a seed with no unchoke slots still grants the allowed-fast set, and only that."""
+    metainfo = small_torrent.metainfo
+    seed = small_torrent.seed(
+        host="127.0.40.1",
+        settings=SwarmSettings(
+            local_address="127.0.40.1", regular_unchokes=0, optimistic_unchokes=0
+        ),
+    )
+    leecher = small_torrent.leecher("leecher", host="127.0.40.2")
+    granted = allowed_fast_set("127.0.40.2", metainfo.info_hash, metainfo.piece_count)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await start(nursery, leecher)
+            leecher.add_peer(*await start(nursery, seed))
+            for index in granted:
+                await leecher.wait_piece(index)
+            statistics = leecher.statistics()
+            nursery.cancel_scope.cancel()
+    assert statistics.peers_connected == 1
+    assert statistics.peers_unchoking_us == 0
+    assert leecher.picker.have_count == len(granted) < metainfo.piece_count
+    assert seed.statistics().bytes_uploaded == sum(metainfo.piece_payload(i) for i in granted)
+
+
+async def test_leechers_find_each_other_through_pex_while_the_tracker_is_down(
+    small_torrent: TorrentFixture,
+) -> None:
+    """BEP 11: the tracker is unreachable; both leechers know only the seed."""
+    total = small_torrent.metainfo.total_length
+    dead_tracker = ["http://127.0.0.1:9/announce"]
+    seed = small_torrent.seed(
+        host="127.0.40.1",
+        announce_urls=dead_tracker,
+        settings=SwarmSettings(local_address="127.0.40.1", upload_rate=total / 2),
+    )
+    leechers = [
+        small_torrent.leecher(f"l{n}", host=f"127.0.40.{2 + n}", announce_urls=dead_tracker)
+        for n in range(2)
+    ]
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            seed_address = await start(nursery, seed)
+            for leecher in leechers:
+                await start(nursery, leecher)
+                leecher.add_peer(*seed_address)
+            for leecher in leechers:
+                await leecher.wait_complete()
+            nursery.cancel_scope.cancel()
+    for number in range(len(leechers)):
+        small_torrent.assert_identical(small_torrent.tmp / f"l{number}")
+    # Each learned the other from the seed's PEX, and they traded (a leecher only
+    # uploads to the other leecher).
+    assert sum(leecher.statistics().pex_learned for leecher in leechers) >= 1
+    assert all(leecher.statistics().bytes_uploaded > 0 for leecher in leechers)
+    assert seed.tracker_errors >= 1
 
 
 async def test_connection_cap(small_torrent: TorrentFixture) -> None:
@@ -312,7 +411,8 @@ def test_fuzzed_messages_cost_a_connection_at_most(
         async with trio.open_nursery() as nursery:
             await nursery.start(seed.serve)
             ours, theirs = socket.socketpair()
-            nursery.start_soon(seed._run_connection, RawStream(ours), ("127.0.0.9", 1), False)
+            connection = seed._new_connection(RawStream(ours), ("127.0.0.9", 1), False)
+            nursery.start_soon(seed._run_connection, connection)
             attacker = RawStream(theirs)
             info_hash = small_torrent.metainfo.info_hash
             await attacker.send_all(handshake(info_hash, fast=fast) + b"".join(frames))

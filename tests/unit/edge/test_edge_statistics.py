@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from seedcast.edge.statistics import (
     CacheResult,
     EdgeCounters,
     LatencyHistogram,
-    RateMeter,
     TierStatistics,
     metric_families,
 )
 from seedcast.edge.storage import StorageIndex
 from seedcast.metrics import StatisticsCollector
-
-
-def test_rate_meter_averages_over_its_window() -> None:
-    meter = RateMeter(window=5)
-    for second in range(100, 110):
-        meter.add(1000, second + 0.5)
-    assert meter.rate(110.0) == pytest.approx(5000 / 5)
-    assert meter.rate(200.0) == 0
 
 
 def test_histogram_cumulative_buckets() -> None:

@@ -16,7 +16,6 @@ from seedcast.peer.announce import (
     TrackerFailure,
     parse_announce_response,
 )
-from seedcast.peer.rates import RateMeter
 
 INFO_HASH = bytes(range(236, 256))
 PEER_ID = b"-SC0100-%&?= \x00\xff/abcd"
@@ -90,13 +89,3 @@ def test_any_bytes_parse_or_remote_protocol_error(body: bytes) -> None:
         parse_announce_response(body)
     except RemoteProtocolError:
         pass
-
-
-def test_rate_meter() -> None:
-    meter = RateMeter(0.0, window=10.0)
-    assert meter.rate(0.0) == 0.0
-    for step in range(20):
-        meter.add(1000, step * 0.5)
-    assert meter.rate(10.0) == pytest.approx(2000, rel=0.1)
-    assert meter.rate(30.0) == 0.0
-    assert meter.total == 20_000

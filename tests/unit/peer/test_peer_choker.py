@@ -44,8 +44,8 @@ def test_regular_set_holds_until_the_next_round_but_vacancies_fill() -> None:
     assert choker.decide(10.0, swarm, seeding=False).unchoked == {"e", "d", "c", "b"}
 
 
-def test_seeding_ranks_by_upload_rate() -> None:
-    choker = Choker(rng=random.Random(1), optimistic_slots=0)
+def test_seeding_fastest_upload_policy_ranks_by_upload_rate() -> None:
+    choker = Choker(rng=random.Random(1), optimistic_slots=0, seed_policy="fastest-upload")
     swarm = [
         ChokerPeer(f"p{i}", True, download_rate=0.0, upload_rate=float(10 - i), connected_at=0.0)
         for i in range(8)
@@ -100,3 +100,39 @@ def test_round_robin_seeding_serves_the_least_served() -> None:
         for i in range(8)
     ]
     assert choker.decide(0.0, swarm, seeding=True).unchoked == {"p0", "p1", "p2", "p3"}
+
+
+def test_spare_slots_go_to_peers_within_credit_never_to_free_riders() -> None:
+    choker = Choker(rng=random.Random(1), optimistic_slots=0, credit=1000)
+    swarm = [
+        ChokerPeer("giver", True, download_rate=50.0, upload_rate=0.0, connected_at=0.0),
+        ChokerPeer("newcomer", True, download_rate=0.0, upload_rate=0.0, connected_at=0.0),
+        ChokerPeer("even", True, 0.0, 0.0, 0.0, uploaded=5000, downloaded=4500),
+        ChokerPeer("free-rider", True, 0.0, 0.0, 0.0, uploaded=5000, downloaded=0),
+    ]
+    assert choker.decide(0.0, swarm, seeding=False).unchoked == {"giver", "newcomer", "even"}
+    # the classic choker (no credit limit) fills every slot
+    classic = Choker(rng=random.Random(1), optimistic_slots=0, credit=None)
+    assert "free-rider" in classic.decide(0.0, swarm, seeding=False).unchoked
+
+
+def test_free_riders_still_get_optimistic_unchokes() -> None:
+    seen = set()
+    for seed in range(20):
+        choker = Choker(rng=random.Random(seed), regular_slots=1, credit=0)
+        swarm = [
+            ChokerPeer("giver", True, download_rate=50.0, upload_rate=0.0, connected_at=0.0),
+            ChokerPeer("free-rider", True, 0.0, 0.0, 0.0, uploaded=5000),
+        ]
+        seen |= choker.decide(0.0, swarm, seeding=False).optimistic
+    assert seen == {"free-rider"}
+
+
+def test_round_robin_is_the_default_seed_policy() -> None:
+    choker = Choker(rng=random.Random(1), optimistic_slots=0, regular_slots=2)
+    swarm = [
+        ChokerPeer(f"p{i}", True, 0.0, upload_rate=float(i), connected_at=0.0, uploaded=i * 1000)
+        for i in range(5)
+    ]
+    # the fastest downloaders don't win: the least served do
+    assert choker.decide(0.0, swarm, seeding=True).unchoked == {"p0", "p1"}

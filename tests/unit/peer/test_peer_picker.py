@@ -273,3 +273,24 @@ def test_failed_piece_is_fetched_again_from_one_peer() -> None:
     picker.remove_peer("b")
     assert len(picker.pick_blocks("a", 4, now=2.0)) == 4
     assert first
+
+
+def test_only_limits_picks_to_allowed_fast_pieces() -> None:
+    picker = make(10)
+    picker.add_peer("seed")
+    picker.peer_has_all("seed")
+    blocks = picker.pick_blocks("seed", 100, now=0.0, only={3, 8, 42})
+    assert {block.index for block in blocks} == {3, 8}
+    assert len(blocks) == 8
+    assert picker.pick_blocks("seed", 100, now=0.0, only={3, 8}) == []  # all requested
+
+
+def test_suggested_pieces_start_before_other_new_pieces() -> None:
+    picker = make(10, random_first_pieces=0)
+    picker.add_peer("seed")
+    picker.peer_has_all("seed")
+    picker.add_peer("other")
+    picker.peer_has_pieces("other", [index for index in range(10) if index != 6])
+    # rarest first would take 6 (only the seed has it); the suggestion wins
+    blocks = picker.pick_blocks("seed", 4, now=0.0, suggested=[9, 9])
+    assert {block.index for block in blocks} == {9}

@@ -193,6 +193,20 @@ def test_allowed_fast_lets_us_request_while_choked() -> None:
         client.send(Request(BlockRef(5, 0, BLOCK_SIZE)))
 
 
+def test_choke_keeps_requests_for_pieces_we_allowed_fast() -> None:
+    client, server = pair()
+    transfer(server, client, HaveAll(), AllowedFast(3), Unchoke())
+    allowed, other = BlockRef(3, 0, BLOCK_SIZE), BlockRef(0, 0, BLOCK_SIZE)
+    transfer(client, server, Request(allowed), Request(other))
+    assert server.allowed_fast_out == {3}
+    assert transfer(server, client, Choke()) == [Choke(), RejectRequest(other)]
+    assert list(server.remote_requests) == [allowed]
+    # still served while choked (BEP 6)
+    assert transfer(server, client, Piece(3, 0, bytes(BLOCK_SIZE))) == [
+        Piece(3, 0, bytes(BLOCK_SIZE))
+    ]
+
+
 def test_eof() -> None:
     client, _ = pair()
     assert client.receive_data(b"") == [ConnectionClosed()]
