@@ -28,7 +28,8 @@ from ._client import ClientResponse, ClientStatistics, HttpClient
 from ._headers import Headers
 from ._messages import Body, FileBody, Handler, Request, Response
 from ._router import Router
-from ._server import HttpServer, ServerLimits, ServerStatistics
+from ._server import HttpServer
+from ._server_state import ServerLimits, ServerStatistics
 
 __all__ = [
     "Body",
