@@ -83,7 +83,7 @@ async def _play(
             ) as agent_url:
                 return await play(agent_url, make_abr(args.abr), client, options=options)
         return await play(
-            url, make_abr(args.abr), client, options=options, resolve=resolver.resolve_address
+            url, make_abr(args.abr), client, options=options, resolve=resolver.resolve_endpoint
         )
     finally:
         await client.aclose()

@@ -36,7 +36,8 @@ from seedcast.player.playback import Playback
 
 log = logging.getLogger("seedcast.player")
 
-Resolve = Callable[[str], Awaitable[str]]
+Resolve = Callable[[str, int | None], Awaitable[tuple[str, int]]]
+"""(host, port from the URL or None) -> (address, port): StubResolver.resolve_endpoint."""
 SOURCES = ("peers", "edges", "origin")
 
 
@@ -203,8 +204,8 @@ class _Fetcher:
         host = parts.hostname or ""
         if self.resolve is None or _is_address(host):
             return url, Headers([])
-        address = await self.resolve(host)
-        netloc = f"{address}:{parts.port}" if parts.port else address
+        address, port = await self.resolve(host, parts.port)
+        netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         return urlunsplit(parts._replace(netloc=netloc)), Headers([("Host", parts.netloc)])
 
     async def get(
