@@ -372,6 +372,7 @@ class StubResolver:
                             return response
         raise ReadTimeout(
             f"no DNS answer from {host}:{port} within {self.timeout:g}s x {self.attempts}"
+            " (is the cluster up? seedcast status)"
         )
 
     async def _tcp(self, query: dns.message.Message) -> dns.message.Message:

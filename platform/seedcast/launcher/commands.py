@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import select
@@ -43,7 +44,7 @@ from seedcast.launcher.state import (
     remove_state,
     rss_bytes,
 )
-from seedcast.units import format_size
+from seedcast.units import format_size, parse_host_port
 
 SHUTDOWN_SECONDS = 30.0
 """How long ``down`` waits for the launcher to stop everything before killing."""
@@ -247,9 +248,44 @@ def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
             if state is None or not is_launcher(state.launcher_pid, state):
                 netns.teardown_recorded(run_dir)  # else a detached launcher owns it
             raise
+    check_addresses_free(plan)
     if args.detach:
         return _up_detached(args, config, config_file, plan)
     return _up_foreground(args, config, config_file, plan)
+
+
+def check_addresses_free(plan: ClusterPlan) -> None:
+    """Fail before starting anything when another program holds a planned address.
+
+    Otherwise the cluster would come up without that process and say why only
+    in its log. TCP everywhere, UDP too for the DNS.
+    """
+    import socket
+
+    for spec in plan.processes:
+        for address in (spec.address, spec.metrics):
+            if not address:
+                continue
+            try:
+                host, port = parse_host_port(address)
+            except ValueError:
+                continue
+            if port == 0:
+                continue
+            kinds = [socket.SOCK_STREAM] + ([socket.SOCK_DGRAM] if spec.role == "dns" else [])
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            for kind in kinds:
+                with socket.socket(family, kind) as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        probe.bind((host.strip("[]"), port))
+                    except OSError as error:
+                        if error.errno != errno.EADDRINUSE:
+                            continue  # e.g. an address this host lacks: the role says so
+                        raise SeedcastError(
+                            f"{address} ({spec.name}) is already in use by another program: "
+                            "stop it, or give the cluster other addresses (--config FILE)"
+                        ) from None
 
 
 def publish_sample_if_empty(config: ClusterConfig, config_file: Path) -> None:
@@ -761,8 +797,10 @@ def run_down(args: argparse.Namespace, config: ClusterConfig) -> int:
     state = read_state(run_dir)
     if state is None:
         network = _remove_network(run_dir)
-        print(f"no cluster is running in {run_dir}" + (f" ({network})" if network else ""))
-        return 0
+        if network:
+            print(f"no cluster is running in {run_dir} ({network})")
+            return 0
+        raise ClusterNotRunning(f"no cluster is running in {run_dir}: nothing to stop")
     how = stop_cluster(state, args.timeout)
     print(f"cluster {state.cluster!r} stopped ({len(state.processes)} processes; {how})")
     return 0

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import trio
-from seedcast.errors import RemoteProtocolError, SeedcastError, TransportError
+from seedcast.errors import ConnectError, RemoteProtocolError, SeedcastError, TransportError
 from seedcast.http11 import Headers, HttpClient
 from seedcast.player.abr import Abr, AbrObservation
 from seedcast.player.mpd import Manifest, Representation, parse_manifest
@@ -227,7 +227,9 @@ class _Fetcher:
                 await trio.sleep(min(0.25 * 2**attempt, 2.0))
                 continue
             if response.status != 200:
-                last_error = PlaybackFailed(f"GET {url}: HTTP {response.status}")
+                last_error = PlaybackFailed(
+                    f"GET {url}: HTTP {response.status}{_hint(response.status)}"
+                )
                 if response.status < 500:
                     break
                 await trio.sleep(min(0.25 * 2**attempt, 2.0))
@@ -235,7 +237,18 @@ class _Fetcher:
             if count_bytes:
                 _account(report, response.headers, len(response.content))
             return response.content, response.headers
-        raise PlaybackFailed(f"GET {url}: {last_error}")
+        if isinstance(last_error, PlaybackFailed):
+            raise last_error  # already names the URL
+        hint = " (nothing listens there: is the cluster up? seedcast status)"
+        if not isinstance(last_error, ConnectError):
+            hint = ""
+        raise PlaybackFailed(f"GET {url}: {last_error}{hint}")
+
+
+def _hint(status: int) -> str:
+    if status == 404:
+        return " Not Found (is the video published? seedcast library list)"
+    return ""
 
 
 def _account(report: PlayerReport, headers: Headers, size: int) -> None:
