@@ -461,8 +461,8 @@ class OriginApp:
             or "<li>no videos yet: <code>seedcast publish FILE --id ID</code></li>"
         )
         page = (
-            "<!doctype html><meta charset=utf-8><title>Seedcast origin</title>"
-            f"<h1>Seedcast origin {html.escape(self.name)}</h1><ul>{items}</ul>"
+            "<!doctype html><meta charset=utf-8><title>Seedcast videos</title>"
+            f"<h1>Seedcast videos</h1><p>served by {html.escape(self.name)}</p><ul>{items}</ul>"
             '<p><a href="/catalog">catalog (JSON)</a> · <a href="/metrics">metrics</a></p>'
         )
         return Response.text(
@@ -487,7 +487,8 @@ class OriginApp:
         manifest = json.dumps(f"/{video_id}/{entry.manifest}").replace("</", "<\\/")
         page = (
             template.replace("{{TITLE}}", html.escape(entry.title))
-            .replace("{{VIDEO_ID}}", html.escape(video_id))
+            # The id under the title only when it says something the title doesn't.
+            .replace("{{VIDEO_ID}}", "" if entry.title == video_id else html.escape(video_id))
             .replace("{{MANIFEST_JSON}}", manifest)
         )
         return Response.text(200, page, headers, content_type="text/html; charset=utf-8")
