@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The source roots: each holds part of the `seedcast` package (see README "Layout").
+ROOTS := platform origin edge nameserver tracker peer
 
 .PHONY: demo test setup lint typecheck clean
 
@@ -22,16 +24,19 @@ $(STAMP): pyproject.toml $(wildcard package.json)
 # Byte-compile our sources first: `up` starts ~10 Python processes at once, and
 # without .pyc files (PYTHONDONTWRITEBYTECODE) each would compile them again.
 demo: setup
-	@$(BIN)/python -m compileall -q platform origin edge nameserver tracker peer
+	@$(BIN)/python -m compileall -q $(ROOTS)
 	$(BIN)/seedcast up --demo
 
+# Import boundaries (pyproject's [tool.importlinter]) are read from the source
+# roots directly, so every root's part of the namespace package is seen.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=$(subst $(eval) ,:,$(ROOTS)) $(BIN)/lint-imports --no-cache
 
 # The folders are the import tree (pyproject's mypy_path lists the roots).
 typecheck: setup
-	$(BIN)/mypy platform origin edge nameserver tracker peer
+	$(BIN)/mypy $(ROOTS)
 
 test: setup lint typecheck
 	$(BIN)/python -m pytest -q

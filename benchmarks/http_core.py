@@ -4,13 +4,13 @@
 
 Our trio server (FileBody and in-memory bodies) against nginx (one worker) and
 aiohttp's static handler, 64 keep-alive connections from wrk, server and wrk
-pinned to different cores. See seedcast.bench.http_bench for what is measured.
+pinned to different cores. See seedcast.bench.http for what is measured.
 """
 
 import argparse
 import sys
 
-from seedcast.bench import http_bench
+from seedcast.bench import http as http_bench
 from seedcast.config import default_config
 
 

@@ -1,6 +1,6 @@
 """BitTorrent swarm benchmark: Seedcast vs the P2P bound and vs libtorrent.
 
-Same as ``seedcast bench swarm`` (see ``seedcast.peer.bench``); run it as
+Same as ``seedcast bench swarm`` (see ``seedcast.bench.swarm``); run it as
 ``python benchmarks/swarm.py --leechers 8 --leechers 16 --leechers 32``.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from seedcast.bench.swarm import configure, run
 from seedcast.config import default_config
-from seedcast.peer.bench import configure, run
 
 
 def main() -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from seedcast.cli import main as cli_main
+
 
 def main() -> None:
-    from seedcast.cli import main as cli_main
-
     sys.exit(cli_main())
 
 

@@ -37,8 +37,9 @@ from typing import Any, Protocol
 
 import trio
 from seedcast.config import ClusterConfig
-from seedcast.launcher._orphan import guard_against_orphaning, launcher_gone
+from seedcast.control import ControlError, ErrorCode, Kind, connect_control
 from seedcast.logs import setup_logging
+from seedcast.orphan import guard_against_orphaning, launcher_gone
 
 log = logging.getLogger("seedcast.roles")
 
@@ -238,8 +239,6 @@ class RoleRunner:
     # -- control channel ---------------------------------------------------
 
     async def _connect(self) -> None:
-        from seedcast.control import ControlError, connect_control
-
         assert self.control_path is not None
         try:
             self._channel = await connect_control(self.control_path)
@@ -258,8 +257,6 @@ class RoleRunner:
             self.stop(ORPHAN_STOP_SECONDS, "control channel closed")
 
     async def _notify(self, message_type: str, fields: Mapping[str, Any]) -> None:
-        from seedcast.control import ControlError
-
         if self._channel is None:
             return
         try:
@@ -268,8 +265,6 @@ class RoleRunner:
             pass
 
     async def _handle(self, message: Any) -> Any:
-        from seedcast.control import ControlError, ErrorCode, Kind
-
         if message.kind is not Kind.REQUEST:
             return None
         if message.type == "status":

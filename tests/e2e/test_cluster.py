@@ -13,20 +13,21 @@ import contextlib
 import http.client
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 from seedcast.control import connect_control
+from seedcast.launcher.cluster import wait_pids_gone
 from seedcast.launcher.state import ClusterState, pid_alive, processes_of, read_state
+from seedcast.testing.origin import publish_sample
 
 pytestmark = pytest.mark.slow
 
@@ -49,20 +50,7 @@ def seedcast(
 
 def publish_tiny_library(data_dir: Path) -> None:
     """A 4 s, 320x180 sample published as ``sample`` (a second or two of ffmpeg)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    sample = data_dir / "tiny.mp4"
-    seedcast(
-        "--data",
-        str(data_dir),
-        "sample",
-        "--seconds",
-        "4",
-        "--size",
-        "320x180",
-        "--out",
-        str(sample),
-    )
-    seedcast("--data", str(data_dir), "publish", str(sample), "--id", "sample", "--ladder", "360p")
+    publish_sample(data_dir, source=data_dir / "tiny.mp4")
 
 
 def cluster_file(tmp_path: Path, library: Path, block: int, *, viewers: int = 2) -> Path:
@@ -115,26 +103,6 @@ scrape_interval = "1s"
     path = tmp_path / "cluster.toml"
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
-    """Wait on pidfds (no polling) up to ``timeout``; returns the pids still alive."""
-    descriptors: dict[int, int] = {}
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            descriptors[os.pidfd_open(pid)] = pid
-    poller = select.poll()
-    for descriptor in descriptors:
-        poller.register(descriptor, select.POLLIN)
-    deadline = time.monotonic() + timeout
-    remaining = dict(descriptors)
-    while remaining and time.monotonic() < deadline:
-        for descriptor, _ in poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
-            poller.unregister(descriptor)
-            remaining.pop(descriptor)
-    for descriptor in descriptors:
-        os.close(descriptor)
-    return [pid for pid in remaining.values() if pid_alive(pid)]
 
 
 def status_rows(config_file: Path) -> list[dict[str, Any]]:
@@ -239,7 +207,7 @@ def test_up_status_supervise_down(tmp_path: Path, tiny_library: Path) -> None:
 
         down = seedcast("--config", str(config_file), "down")
         assert "stopped gracefully" in down.stdout
-        assert wait_gone(sorted(recorded), 0) == []
+        assert wait_pids_gone(sorted(recorded), 0) == []
         assert read_state(run_dir) is None
         assert not os.path.exists(state.control)
         assert processes_of(state.cluster_id) == []
@@ -256,7 +224,7 @@ def test_children_die_with_the_launcher_and_up_cleans_up(
         children = state.pids()
         assert len(children) >= len(CORE)
         os.kill(state.launcher_pid, signal.SIGKILL)
-        assert wait_gone(children, 2.0) == []
+        assert wait_pids_gone(children, 2.0) == []
 
         stale = seedcast("--config", str(config_file), "status", "--json", check=False)
         assert stale.returncode == 1
@@ -314,7 +282,7 @@ def test_foreground_up_streams_logs_and_stops_on_ctrl_c(tmp_path: Path, tiny_lib
             rest, _ = process.communicate(timeout=20)
             seen.append(rest)
             assert process.returncode == 0
-            assert wait_gone(state.pids(), 0) == []
+            assert wait_pids_gone(state.pids(), 0) == []
             assert read_state(run_dir) is None
     finally:
         process.kill()

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import trio
-from seedcast.peer.testing import StreamingCluster, Viewer, published_library
+from seedcast.testing.streaming import StreamingCluster, Viewer, published_library
 
 pytestmark = pytest.mark.slow
 

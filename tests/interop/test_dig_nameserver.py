@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 from seedcast.config import to_toml
-from seedcast.nameserver.testing import example_config
+from seedcast.testing.nameserver import example_config
 
 DIG = shutil.which("dig")
 pytestmark = [

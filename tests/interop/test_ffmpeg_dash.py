@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from seedcast.origin.encoder import find_ffmpeg
-from seedcast.origin.testing import OriginProcess, make_sample, publish_cli
+from seedcast.testing.origin import OriginProcess, make_sample, publish_cli
 
 pytestmark = pytest.mark.slow
 

@@ -27,8 +27,9 @@ floats (seconds since the epoch, the same clock that produced ``Date``).
   ``If-None-Match``/``If-Modified-Since``; :func:`merge_not_modified` folds a
   304's headers into the stored ones (section 4.3.4).
 * :func:`vary_key` / :func:`variant_matches` implement secondary keys (4.1).
-* :func:`not_modified_for` evaluates a client's own conditional request
-  against a stored response, so the edge can answer 304 itself.
+
+Conditional requests and ranges from viewers are answered with the rules of
+:mod:`seedcast.http11.semantics` (the origin uses the same).
 
 Rules Seedcast chooses where the RFC leaves room: ``private`` with or without
 field names is never stored; responses that set cookies are stored only when
@@ -39,11 +40,12 @@ and without validators is pointless and not stored.
 
 from __future__ import annotations
 
-import email.utils
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+
+from seedcast.http11.semantics import parse_http_date, weak_match
 
 HeaderPairs = Sequence[tuple[str, str]]
 
@@ -209,28 +211,6 @@ def parse_cache_control(values: Iterable[str]) -> CacheControl:
 
 def cache_control_of(headers: HeaderPairs) -> CacheControl:
     return parse_cache_control(header_values(headers, "cache-control"))
-
-
-# ---------------------------------------------------------------------------
-# Dates
-
-
-def parse_http_date(text: str | None) -> float | None:
-    """Seconds since the epoch from an HTTP-date (all three RFC 9110 forms), else None."""
-    if not text or len(text) > 64:
-        return None
-    try:
-        parsed = email.utils.parsedate_tz(text)
-        if parsed is None:
-            return None
-        return float(email.utils.mktime_tz(parsed))
-    except (ValueError, OverflowError, TypeError, IndexError):
-        return None
-
-
-def format_http_date(timestamp: float) -> str:
-    """IMF-fixdate, e.g. ``Sun, 06 Nov 1994 08:49:37 GMT``."""
-    return email.utils.formatdate(timestamp, usegmt=True)
 
 
 # ---------------------------------------------------------------------------
@@ -553,16 +533,11 @@ def conditional_headers(policy: ResponsePolicy) -> list[tuple[str, str]]:
     return headers
 
 
-def _opaque(etag: str) -> str:
-    etag = etag.strip()
-    return etag[2:] if etag.startswith("W/") else etag
-
-
 def not_modified_matches(policy: ResponsePolicy, response_headers: HeaderPairs) -> bool:
     """Does a 304 apply to the stored response we revalidated (RFC 9111 4.3.4)?"""
     new_etag = header_value(response_headers, "etag")
     if new_etag is not None and policy.etag is not None:
-        return _opaque(new_etag) == _opaque(policy.etag)
+        return weak_match(new_etag, policy.etag)
     if new_etag is not None and policy.etag is None:
         return False
     new_modified = header_value(response_headers, "last-modified")
@@ -583,46 +558,6 @@ def merge_not_modified(
     merged = [(name, value) for name, value in stored if name.lower() not in replaced]
     merged.extend((name, value) for name, value in not_modified if name.lower() in replaced)
     return tuple(merged)
-
-
-def _etag_list(text: str) -> list[str]:
-    return [_opaque(item) for item in _split_list(text)]
-
-
-def not_modified_for(
-    request_headers: HeaderPairs, stored_headers: HeaderPairs, status: int
-) -> bool:
-    """Should the edge answer this client's conditional GET with 304 (RFC 9110 13.2.2)?"""
-    if status != 200:
-        return False
-    if_none_match = header_value(request_headers, "if-none-match")
-    if if_none_match is not None:
-        etag = header_value(stored_headers, "etag")
-        if if_none_match.strip() == "*":
-            return True
-        if etag is None:
-            return False
-        return _opaque(etag) in _etag_list(if_none_match)
-    if_modified_since = parse_http_date(header_value(request_headers, "if-modified-since"))
-    if if_modified_since is None:
-        return False
-    last_modified = parse_http_date(header_value(stored_headers, "last-modified"))
-    return last_modified is not None and last_modified <= if_modified_since
-
-
-def if_range_matches(request_headers: HeaderPairs, stored_headers: HeaderPairs) -> bool:
-    """RFC 9110 13.1.5: may a Range be honoured? True when there is no If-Range."""
-    value = header_value(request_headers, "if-range")
-    if value is None:
-        return True
-    value = value.strip()
-    if value.startswith('"') or value.startswith("W/"):
-        etag = header_value(stored_headers, "etag")
-        # If-Range needs a strong comparison.
-        return etag is not None and not value.startswith("W/") and etag.strip() == value
-    date = parse_http_date(value)
-    last_modified = parse_http_date(header_value(stored_headers, "last-modified"))
-    return date is not None and last_modified is not None and date == last_modified
 
 
 def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -20,7 +20,8 @@ import trio
 from seedcast.config import ClusterConfig, EdgeConfig
 from seedcast.edge.eviction import POLICIES
 from seedcast.edge.guard import HostRules
-from seedcast.edge.proxy import Edge, EdgeSettings
+from seedcast.edge.proxy import Edge
+from seedcast.edge.settings import EdgeSettings
 from seedcast.edge.store import CacheStore
 from seedcast.errors import ConfigError
 from seedcast.http11 import HttpClient, HttpServer, ServerLimits

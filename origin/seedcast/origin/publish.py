@@ -32,7 +32,7 @@ from seedcast.errors import MediaError
 from seedcast.origin.encoder import probe_file, run_ffmpeg
 from seedcast.origin.ladder import MANIFEST_NAME, EncodePlan, Rung, build_command, plan_encode
 from seedcast.origin.library import Library, Rendition, VideoEntry, check_video_id
-from seedcast.origin.manifest import Manifest, finish_manifest, parse_manifest
+from seedcast.origin.manifest import Manifest, finish_manifest, read_manifest
 from seedcast.origin.probe import MediaInfo
 from seedcast.origin.progress import ProgressUpdate
 
@@ -123,7 +123,7 @@ def publish(
             raw_manifest = manifest_path.read_bytes()
         except FileNotFoundError:
             raise MediaError(f"{source}: ffmpeg wrote no manifest (is the input empty?)") from None
-        manifest = parse_manifest(raw_manifest)
+        manifest = read_manifest(raw_manifest)
         check_output(manifest, partial.path, source=source, probed_duration=info.duration)
         lap("check")
         title = options.title or source.stem
@@ -156,11 +156,11 @@ def check_output(
     manifest: Manifest, folder: Path, *, source: Path, probed_duration: float | None
 ) -> None:
     """The DASH set on disk is complete and consistent; extra segments are removed."""
-    videos = [rep for rep in manifest.representations if rep.kind == "video"]
+    videos = manifest.video
     if not videos:
         raise MediaError(f"{source}: ffmpeg wrote no video representation")
-    counts = {manifest.segment_count(rep) for rep in videos}
-    durations = {rep.segment_duration / rep.timescale for rep in videos}
+    counts = {len(rep.segments) for rep in videos}
+    durations = {rep.segment_seconds for rep in videos}
     if len(counts) != 1 or len(durations) != 1:
         raise MediaError(f"{source}: video representations differ in segment count or duration")
     if probed_duration and manifest.duration < probed_duration * TRUNCATION_TOLERANCE:
@@ -190,7 +190,7 @@ def torrent_for_folder(
     from seedcast.peer.metainfo import Metainfo, create_torrent
 
     if manifest is None:
-        manifest = parse_manifest((folder / MANIFEST_NAME).read_bytes())
+        manifest = read_manifest((folder / MANIFEST_NAME).read_bytes())
     files = [MANIFEST_NAME, *manifest.files()]
     total = sum((folder / name).stat().st_size for name in files)
     done = 0
@@ -225,11 +225,11 @@ def make_entry(
     total = (folder / MANIFEST_NAME).stat().st_size
     files = 1
     for representation in manifest.representations:
-        names = [representation.init_name(), *manifest.segment_names(representation)]
+        names = representation.files()
         size = sum((folder / name).stat().st_size for name in names)
         total += size
         files += len(names)
-        if representation.kind == "video":
+        if representation.content_type == "video":
             name = next(
                 (
                     planned.name
@@ -240,28 +240,28 @@ def make_entry(
                 f"{representation.height}p",
             )
         else:
-            name = f"{representation.kind} {round(representation.bandwidth / 1000)}k"
+            name = f"{representation.content_type} {round(representation.bandwidth / 1000)}k"
         renditions.append(
             Rendition(
                 id=representation.id,
-                kind=representation.kind,
+                kind=representation.content_type,
                 name=name,
                 mime_type=representation.mime_type,
                 codecs=representation.codecs,
                 bandwidth=representation.bandwidth,
-                width=representation.width,
-                height=representation.height,
+                width=representation.width or None,
+                height=representation.height or None,
                 frame_rate=representation.frame_rate,
                 bytes=size,
             )
         )
-    first_video = next(rep for rep in manifest.representations if rep.kind == "video")
+    first_video = next(rep for rep in manifest.representations if rep.content_type == "video")
     return VideoEntry(
         id=video_id,
         title=title,
         duration=round(manifest.duration, 3),
         segment_seconds=first_video.segment_seconds,
-        segment_count=manifest.segment_count(first_video),
+        segment_count=len(first_video.segments),
         renditions=tuple(renditions),
         bytes=total,
         files=files,

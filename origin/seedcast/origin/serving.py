@@ -2,7 +2,7 @@
 
 Everything the origin decides about a request lives here as pure functions of
 the request's method, raw path and headers, the file's facts (size, mtime,
-inode) and ``now``; the trio shell (:mod:`seedcast.origin.server`) only stats
+inode) and ``now``; the shell (:mod:`seedcast.origin.app`) only stats
 files and sends what these functions return.
 
 Paths. :func:`check_target` reads the *raw* request path (before
@@ -14,23 +14,23 @@ hidden names, overlong paths. What is left is a list of plain segments that
 the shell maps to one file *name* inside one video folder; it never joins a
 user string into a path with more than one component.
 
-Conditional GET (RFC 9110 section 13.2.2), in the RFC's order: If-Match ->
-412, else If-Unmodified-Since -> 412; If-None-Match -> 304 (weak
-comparison), else If-Modified-Since -> 304; then Range, honoured only when
-If-Range (if present) still matches. A single satisfiable range gives 206
-with Content-Range; an unsatisfiable one 416 with ``Content-Range: bytes
-*/size``; several ranges, an unknown unit or a malformed header give the
-whole body (200), which RFC 9110 allows.
+Conditional GET and Range follow :mod:`seedcast.http11.semantics` (the edge
+uses the same rules): 412/304 first, then a single satisfiable range gives
+206 with Content-Range, an unsatisfiable one 416 with ``Content-Range: bytes
+*/size``; several ranges, an unknown unit, a malformed header or HEAD give
+the whole representation (200), which RFC 9110 allows.
 """
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from seedcast.http11.semantics import Unsatisfiable, http_date, preconditions, range_answer
+from seedcast.provenance import SERVED_BY
 
 __all__ = [
     "CORS_HEADERS",
@@ -43,16 +43,13 @@ __all__ = [
     "check_target",
     "decide_file",
     "etag_for",
-    "http_date",
-    "parse_http_date",
-    "parse_range",
 ]
 
 MAX_PATH_LENGTH = 1024
 MAX_SEGMENTS = 8
 
 ALLOW = "GET, HEAD, OPTIONS"
-EXPOSED = "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, X-Served-By"
+EXPOSED = f"Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, {SERVED_BY}"
 CORS_HEADERS: tuple[tuple[str, str], ...] = (
     ("Access-Control-Allow-Origin", "*"),
     ("Access-Control-Expose-Headers", EXPOSED),
@@ -197,104 +194,6 @@ def etag_for(facts: FileFacts) -> str:
     return f'"{facts.inode:x}-{facts.size:x}-{mtime_ns:x}"'
 
 
-def http_date(timestamp: float) -> str:
-    """IMF-fixdate, e.g. ``Sun, 06 Nov 1994 08:49:37 GMT``."""
-    return email.utils.formatdate(timestamp, usegmt=True)
-
-
-def parse_http_date(text: str) -> float | None:
-    """Seconds since the epoch for any of HTTP's three date formats, else None."""
-    text = text.strip()
-    if not text or len(text) > 64:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:
-        import datetime
-
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    try:
-        return parsed.timestamp()
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def _entity_tags(header: str) -> list[str] | None:
-    """The entity-tags of an If-Match / If-None-Match value; None for ``*``."""
-    if header.strip() == "*":
-        return None
-    return [tag for tag in (part.strip() for part in header.split(",")) if tag]
-
-
-def _weak_equal(a: str, b: str) -> bool:
-    return a.removeprefix("W/") == b.removeprefix("W/")
-
-
-def _strong_equal(a: str, b: str) -> bool:
-    return not a.startswith("W/") and not b.startswith("W/") and a == b
-
-
-# --- ranges -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ByteRange:
-    first: int
-    last: int
-
-    @property
-    def length(self) -> int:
-        return self.last - self.first + 1
-
-
-class RangeResult(enum.Enum):
-    NONE = "none"
-    """Serve the whole body (no header, another unit, malformed, or several ranges)."""
-    SINGLE = "single"
-    UNSATISFIABLE = "unsatisfiable"
-
-
-_RANGE_SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
-MAX_RANGE_SPECS = 100
-
-
-def parse_range(header: str | None, size: int) -> tuple[RangeResult, ByteRange | None]:
-    """Decide a Range header against a body of ``size`` bytes."""
-    if header is None:
-        return RangeResult.NONE, None
-    unit, sep, specs_text = header.partition("=")
-    if not sep or unit.strip().lower() != "bytes":
-        return RangeResult.NONE, None
-    specs = specs_text.split(",")
-    if len(specs) > MAX_RANGE_SPECS:
-        return RangeResult.NONE, None
-    parsed: list[tuple[str, str]] = []
-    for spec in specs:
-        match = _RANGE_SPEC.match(spec)
-        if match is None or (not match.group(1) and not match.group(2)):
-            return RangeResult.NONE, None
-        if match.group(1) and match.group(2) and int(match.group(2)) < int(match.group(1)):
-            return RangeResult.NONE, None  # invalid range-spec: ignore the header
-        parsed.append((match.group(1), match.group(2)))
-    if len(parsed) != 1:
-        return RangeResult.NONE, None
-    first_text, last_text = parsed[0]
-    if first_text:
-        first = int(first_text)
-        if first >= size:
-            return RangeResult.UNSATISFIABLE, None
-        last = min(int(last_text), size - 1) if last_text else size - 1
-        return RangeResult.SINGLE, ByteRange(first, last)
-    suffix = int(last_text)
-    if suffix == 0 or size == 0:
-        return RangeResult.UNSATISFIABLE, None
-    return RangeResult.SINGLE, ByteRange(max(0, size - suffix), size - 1)
-
-
 # --- the decision for one file ------------------------------------------------------------
 
 
@@ -331,61 +230,26 @@ def decide_file(
         ("Last-Modified", http_date(last_modified)),
         ("Cache-Control", cache_control),
     ]
-    # 1. If-Match / 2. If-Unmodified-Since
-    if_match = get("if-match")
-    if if_match is not None:
-        tags = _entity_tags(if_match)
-        if tags is not None and not any(_strong_equal(tag, etag) for tag in tags):
-            return FileDecision(412, [*validators, *CORS_HEADERS])
-    else:
-        since = get("if-unmodified-since")
-        if since is not None:
-            date = parse_http_date(since)
-            if date is not None and last_modified > date:
-                return FileDecision(412, [*validators, *CORS_HEADERS])
-    # 3. If-None-Match / 4. If-Modified-Since
-    if_none_match = get("if-none-match")
-    if if_none_match is not None:
-        tags = _entity_tags(if_none_match)
-        if tags is None or any(_weak_equal(tag, etag) for tag in tags):
-            return FileDecision(304, [*validators, *CORS_HEADERS])
-    elif method in ("GET", "HEAD"):
-        since = get("if-modified-since")
-        if since is not None:
-            date = parse_http_date(since)
-            if date is not None and last_modified <= date:
-                return FileDecision(304, [*validators, *CORS_HEADERS])
+    status = preconditions(method, get, etag, last_modified)
+    if status is not None:
+        return FileDecision(status, [*validators, *CORS_HEADERS])
     base = [
         ("Content-Type", content_type),
         *validators,
         ("Accept-Ranges", "bytes"),
         *CORS_HEADERS,
     ]
-    # 5. Range (GET only), guarded by If-Range
-    range_header = get("range") if method == "GET" else None
-    if range_header is not None:
-        if_range = get("if-range")
-        if if_range is not None and not _if_range_matches(if_range, etag, last_modified):
-            range_header = None
-    result, byte_range = parse_range(range_header, facts.size)
-    if result is RangeResult.UNSATISFIABLE:
-        return FileDecision(416, [*base, ("Content-Range", f"bytes */{facts.size}")])
-    if result is RangeResult.SINGLE and byte_range is not None:
+    answer = range_answer(method, get, etag, last_modified, facts.size)
+    if isinstance(answer, Unsatisfiable):
+        return FileDecision(416, [*base, ("Content-Range", answer.content_range())])
+    if answer is not None:
         return FileDecision(
             206,
-            [*base, ("Content-Range", f"bytes {byte_range.first}-{byte_range.last}/{facts.size}")],
-            offset=byte_range.first,
-            length=byte_range.length,
+            [*base, ("Content-Range", answer.content_range())],
+            offset=answer.start,
+            length=answer.length,
         )
     return FileDecision(200, base, offset=0, length=facts.size)
-
-
-def _if_range_matches(if_range: str, etag: str, last_modified: int) -> bool:
-    value = if_range.strip()
-    if value.startswith(('"', "W/")):
-        return _strong_equal(value, etag)
-    date = parse_http_date(value)
-    return date is not None and int(date) == last_modified
 
 
 # --- viewers ------------------------------------------------------------------------------

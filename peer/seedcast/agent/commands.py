@@ -1,4 +1,6 @@
-"""``seedcast peer --agent``: a viewer's agent, the local server its players point at.
+"""``seedcast peer --agent``: a viewer's agent, the local server its players point at;
+and ``seedcast play`` (the headless player's command, plus ``--via-peer``: through an agent
+started in the same process -- the agent uses the player, never the other way round).
 
 ``seedcast peer --name viewer-1 --listen 127.0.40.2:6881 --agent
 --agent-listen 127.0.40.2:8081 --region eu --torrent T --tracker URL`` serves
@@ -22,7 +24,32 @@ from seedcast.config import ClusterConfig
 from seedcast.errors import UsageError
 from seedcast.units import parse_host_port, parse_rate
 
-__all__ = ["configure_agent_options", "run_agent", "viewer_address"]
+__all__ = ["configure_agent_options", "configure_play", "run_agent", "run_play", "viewer_address"]
+
+
+def configure_play(parser: argparse.ArgumentParser) -> None:
+    """``seedcast play``: the player's options and ``--via-peer``."""
+    from seedcast.player.commands import configure_play as configure_player
+
+    configure_player(parser)
+    parser.add_argument(
+        "--via-peer",
+        action="store_true",
+        help="stream through a viewer agent started in this process (joins the swarm)",
+    )
+
+
+def run_play(args: argparse.Namespace, config: ClusterConfig) -> int:
+    from seedcast.player.commands import run_play as run_player
+
+    if not args.via_peer:
+        return run_player(args, config)
+    from seedcast.agent.server import open_agent_for
+
+    def via(url: str, config: ClusterConfig, resolver: Any, local_address: str | None) -> Any:
+        return open_agent_for(url, config, resolver=resolver, local_address=local_address)
+
+    return run_player(args, config, via=via)
 
 
 def configure_agent_options(parser: argparse.ArgumentParser) -> None:

@@ -51,7 +51,7 @@ def agent_metric_families(snapshot: AgentStatistics) -> Iterable[Metric]:
         served.add_metric([source], count)
     fetched = CounterMetricFamily(
         "seedcast_agent_fetched_bytes",
-        "Verified piece bytes stored, by where they came from",
+        "Verified piece bytes stored (trailing padding left out), by where they came from",
         labels=["source"],
     )
     for source, count in sorted(snapshot.fetched_bytes.items()):
@@ -90,7 +90,26 @@ def agent_metric_families(snapshot: AgentStatistics) -> Iterable[Metric]:
         "seedcast_agent_waiting_requests", "Player requests waiting for pieces now"
     )
     waiting.add_metric([], snapshot.waiting_requests)
+    wasted = CounterMetricFamily(
+        "seedcast_agent_wasted_bytes",
+        "Downloaded bytes not needed: duplicate (a block or piece already here, or of a piece "
+        "never finished), hash (failed verification), skipped (outside the range asked)",
+        labels=["reason"],
+    )
+    for reason, count in sorted(snapshot.wasted_bytes.items()):
+        wasted.add_metric([reason], count)
+    downloaded = CounterMetricFamily(
+        "seedcast_agent_downloaded_bytes",
+        "Bytes received for the videos (peers' piece data and the edge's bodies)",
+        value=snapshot.downloaded_bytes,
+    )
+    played = CounterMetricFamily(
+        "seedcast_agent_played_bytes",
+        "File bytes served to players from the videos' pieces",
+        value=snapshot.played_bytes,
+    )
     yield from (served, fetched, requests, waits, edge, hash_failures, share, waiting)
+    yield from (wasted, downloaded, played)
 
 
 def register_player_metrics(

@@ -4,43 +4,61 @@ How it works. A video's torrent holds its MPD and every segment, each file
 starting on a piece boundary (BEP 47 padding), so a file is a run of whole
 pieces (:class:`TorrentLayout`). The MPD gives each segment a place in time
 (:class:`Timeline`). The :class:`StreamScheduler` hears what the player asks
-for and, on every :meth:`~StreamScheduler.plan` call, looks at what the swarm
-offers (a :class:`SwarmView`: pieces had, piece availability, peers unchoking
-us) and returns a :class:`Plan`:
+for (:meth:`~StreamScheduler.request`; it alone keeps who waits for which
+piece: :meth:`~StreamScheduler.piece_arrived` names the requests a piece
+completes) and, on every :meth:`~StreamScheduler.plan` call, looks at what
+the swarm offers (a :class:`SwarmView`: pieces had, piece availability, peers
+unchoking us) and returns a :class:`Plan`.
 
-* **Waiting pieces** — pieces of a file the player asked for and waits on.
-  The swarm gets ``peer_grace_seconds`` for them: that is their deadline in
-  the picker (which asks a second peer for a block as the deadline draws
-  near). If no unchoking peer has the piece, or the swarm has not delivered
-  it by then (the request stalled), the piece goes to the CDN edge.
-* **Urgent pieces** — segments of the track the player is on whose playback
-  time is within ``urgent_seconds`` of the playhead. The player is assumed to
-  need segment *k* at ``t_ask + (start_k - start_asked)``: it asked for one
-  segment, the next ones follow at playback pace. They get that deadline in
-  the picker; if no unchoking peer has them, or their time is less than
-  ``edge_lead_seconds`` away and they are still missing, they go to the edge.
-* **Prefetch window** — further segments within ``prefetch_seconds``: handed
-  to the picker's priority window, where it takes them rarest first. Only
-  peers serve them.
-* **Edge runs** — pieces for the edge are grouped into contiguous runs within
+* **When a piece is due.** Per kind (video, audio) the scheduler anchors the
+  playhead at the first segment asked, ``(t0, s0)``: a player never plays
+  faster than real time, so segment *k* (starting at ``s_k`` in the media) is
+  needed no earlier than ``t0 + (s_k - s0)`` -- a lower bound, which stalls
+  only make safer. A request the model says is already late (the player's
+  buffer ran dry), or one that is not the next segment (a seek), re-anchors
+  at ``now``. The MPD and initialization segments are due when asked.
+* **What is fetched.** What the player asks for; what it is certain to ask
+  next (a track's first segment once its initialization was asked, and the
+  start of a kind with a single track); and, within ``prefetch_seconds`` of
+  the anchor, the segments ahead on a kind with a single track (audio). Never
+  a rendition the ABR has not asked for: bytes it leaves are never played.
+* **Who delivers.** Each such missing piece belongs to the peers until its
+  *handover*: ``due - edge_eta - edge_margin_seconds``,
+  where ``edge_eta`` is the edge's measured latency plus the piece's bytes at
+  the edge's measured rate (:class:`RateEstimates`). The peers' grace is
+  therefore a function of measured rates, not a constant: a piece due now (the
+  first segment after the manifest) goes to the edge at once, and so does one
+  whose slack is shorter than the peers' measured delivery time; a piece due
+  in ten seconds stays with the peers until the edge would only just make it.
+  Pieces due within ``urgent_seconds`` get their handover as a picker
+  deadline (earliest first); the rest form the picker's rarest-first window.
+* **Nobody has it yet** (a flash crowd: no unchoking peer has the piece). If
+  the piece is due soon the edge takes it now; otherwise the viewer fetches it
+  from the edge at a random instant before its handover (``rng``), so one of
+  the viewers waiting for it gets it first and the others take it from that
+  one instead of all asking the CDN.
+* **Edge runs** -- pieces for the edge are grouped into contiguous runs within
   one file (one HTTP range request each, at most ``max_run_bytes``), earliest
   need first, at most ``max_edge_fetches`` at a time. A failed run returns its
   pieces and backs the edge off (``edge_backoff_*``, doubling); a piece whose
   edge bytes fail the hash is planned again, and after
   ``max_edge_mismatches`` failures the requests needing it fail with 502.
-* **Giving up** — a request not satisfied ``give_up_seconds`` after it was
+* **Giving up** -- a request not satisfied ``give_up_seconds`` after it was
   made expires: 502 when the edge was failing (unreachable, or its bytes
   don't match the torrent), 504 otherwise. The player gets an answer, never
   a hang.
 
-Everything is a function of the calls made and the ``now`` passed in; the
+Peers are never asked for a block twice (no time-critical duplicates): a
+piece the peers are late with goes to the edge instead, once. Everything is a
+function of the calls made, the ``now`` passed in and the ``rng`` given; the
 shell (:mod:`seedcast.agent.server`) does the I/O.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -48,14 +66,15 @@ from seedcast.errors import ConfigError
 from seedcast.units import MiB
 
 if TYPE_CHECKING:
+    from seedcast.dash import Manifest
     from seedcast.peer.metainfo import Metainfo
-    from seedcast.player.mpd import Manifest
 
 __all__ = [
     "EdgeRun",
     "Expired",
     "FileSpan",
     "Plan",
+    "RateEstimates",
     "SchedulerSettings",
     "SchedulerStatistics",
     "StreamScheduler",
@@ -172,9 +191,14 @@ class Timeline:
     def __init__(self, files: Iterable[TimedFile]) -> None:
         self._by_name: dict[str, TimedFile] = {}
         self._tracks: dict[str, list[TimedFile]] = {}
+        self._inits: dict[str, TimedFile] = {}
+        self._kinds: dict[str, set[str]] = {}
         for timed in files:
             self._by_name[timed.name] = timed
-            if not timed.is_init:
+            self._kinds.setdefault(timed.kind, set()).add(timed.track)
+            if timed.is_init:
+                self._inits[timed.track] = timed
+            else:
                 self._tracks.setdefault(timed.track, []).append(timed)
         for segments in self._tracks.values():
             segments.sort(key=lambda timed: timed.position)
@@ -201,6 +225,20 @@ class Timeline:
         segments = self._tracks.get(timed.track, [])
         return segments[timed.position + 1 :] if timed.position >= 0 else segments
 
+    def only_track(self, kind: str) -> str | None:
+        """The track of ``kind`` when there is exactly one (no rendition to choose)."""
+        tracks = self._kinds.get(kind, set())
+        return next(iter(tracks)) if len(tracks) == 1 else None
+
+    def kinds(self) -> list[str]:
+        return sorted(self._kinds)
+
+    def start_of(self, track: str) -> list[TimedFile]:
+        """What a player fetches first on ``track``: its initialization and first segment."""
+        first = self._tracks.get(track, [])[:1]
+        init = self._inits.get(track)
+        return [init, *first] if init is not None else first
+
     def __len__(self) -> int:
         return len(self._by_name)
 
@@ -221,11 +259,17 @@ class SwarmView(Protocol):
 @dataclass(frozen=True, slots=True)
 class SchedulerSettings:
     prefetch_seconds: float = 20.0
+    """How far ahead of the anchored playhead the peers are asked for pieces."""
     urgent_seconds: float = 4.0
-    peer_grace_seconds: float = 1.0
-    """How long a piece the player waits for may stay with peers before the edge takes it."""
-    edge_lead_seconds: float = 1.0
-    """An urgent piece still missing this close to its time goes to the edge."""
+    """Pieces due this soon get a picker deadline (the rest: the rarest-first window)."""
+    edge_margin_seconds: float = 0.5
+    """Safety margin of the handover to the edge (before ``due - edge_eta``)."""
+    edge_rate: float = 1_000_000.0
+    """Assumed edge rate (bytes/s) until an edge fetch was measured."""
+    edge_latency_seconds: float = 0.05
+    """Assumed time to an edge's first byte until measured."""
+    peer_seconds: float = 1.0
+    """Assumed time for the peers to deliver a piece until measured."""
     give_up_seconds: float = 10.0
     max_edge_fetches: int = 4
     max_run_bytes: int = 4 * MiB
@@ -240,6 +284,41 @@ class SchedulerSettings:
             raise ValueError("max_edge_fetches and max_run_bytes must be positive")
         if self.give_up_seconds <= 0 or self.idle_check_seconds <= 0:
             raise ValueError("give_up_seconds and idle_check_seconds must be positive")
+        if self.edge_rate <= 0 or self.edge_margin_seconds < 0 or self.peer_seconds <= 0:
+            raise ValueError("edge_rate and peer_seconds must be positive, the margin >= 0")
+
+
+class RateEstimates:
+    """Measured edge rate and latency, and the peers' time to deliver a due piece (EWMAs)."""
+
+    _WEIGHT = 0.3
+    """Weight of a new sample: recent fetches count most, one outlier does not rule."""
+
+    def __init__(self, settings: SchedulerSettings) -> None:
+        self.edge_rate = settings.edge_rate
+        self.edge_latency = settings.edge_latency_seconds
+        self.peer_seconds = settings.peer_seconds
+        self.edge_samples = 0
+        self.peer_samples = 0
+
+    def edge_eta(self, size: int) -> float:
+        """Seconds the edge is expected to take for ``size`` bytes, asked now."""
+        return self.edge_latency + size / self.edge_rate
+
+    def edge_fetch(self, size: int, first_byte_seconds: float, seconds: float) -> None:
+        """An edge run of ``size`` bytes answered after ``first_byte_seconds``, ended after
+        ``seconds``."""
+        weight = self._WEIGHT
+        self.edge_latency += weight * (max(0.0, first_byte_seconds) - self.edge_latency)
+        transfer = seconds - first_byte_seconds
+        if size > 0 and transfer > 0:
+            self.edge_rate += weight * (size / transfer - self.edge_rate)
+        self.edge_samples += 1
+
+    def peer_delivery(self, seconds: float) -> None:
+        """The peers delivered a due piece ``seconds`` after it was first given to them."""
+        self.peer_seconds += self._WEIGHT * (max(0.0, seconds) - self.peer_seconds)
+        self.peer_samples += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +351,7 @@ class Expired:
 @dataclass(frozen=True, slots=True)
 class Plan:
     deadlines: Mapping[int, float]
-    """Missing pieces and when they are needed (for the picker)."""
+    """Missing pieces due soon and their handover to the edge (for the picker)."""
     window: tuple[int, ...]
     """The prefetch window (for the picker's rarest-first priority window)."""
     edge_runs: tuple[EdgeRun, ...]
@@ -295,46 +374,79 @@ class SchedulerStatistics:
     requests: int
     edge_backoff_seconds: float
     last_edge_error: str
+    edge_rate: float
+    """Measured (or assumed) edge rate, bytes/s."""
+    peer_seconds: float
+    """Measured (or assumed) time the peers take for a due piece."""
 
 
 @dataclass(slots=True)
 class _Request:
     request_id: int
     name: str
-    pieces: tuple[int, ...]
+    missing: set[int]
     asked_at: float
+    due: float
+    """When the player needs it at the earliest (the playhead model)."""
 
 
 @dataclass(slots=True)
-class _Head:
-    """Where a track's playhead is assumed to be."""
+class _Anchor:
+    """The playhead model of one kind: segment start ``s0`` plays no earlier than ``t0``."""
 
-    timed: TimedFile
-    anchored_at: float
+    t0: float
+    s0: float
+    last: TimedFile
+    """The latest segment asked (the prefetch window follows it)."""
+
+    def due(self, timed: TimedFile) -> float:
+        return self.t0 + (timed.start - self.s0)
 
 
 @dataclass(slots=True)
 class _Run:
     run: EdgeRun
+    started_at: float
     pending: set[int] = field(default_factory=set)
     mismatched: bool = False
+    first_byte_at: float | None = None
+
+
+_SEGMENT_SLACK = 1e-3
+"""Seconds of media time two segment boundaries may differ by and still be 'the next'."""
 
 
 class StreamScheduler:
     """See the module docstring."""
 
-    def __init__(self, layout: TorrentLayout, settings: SchedulerSettings | None = None) -> None:
+    def __init__(
+        self,
+        layout: TorrentLayout,
+        settings: SchedulerSettings | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
         self.layout = layout
         self.settings = settings or SchedulerSettings()
+        self.rates = RateEstimates(self.settings)
         self.timeline: Timeline | None = None
+        self._rng = rng or random.Random(0)
         self._requests: dict[int, _Request] = {}
+        self._by_piece: dict[int, set[int]] = {}
+        """Missing piece -> ids of the requests waiting for it."""
         self._next_request_id = 1
-        self._heads: dict[str, _Head] = {}
+        self._anchors: dict[str, _Anchor] = {}
+        self._expected: dict[str, tuple[float, list[TimedFile]]] = {}
+        """Kind not playing yet -> (since when, the files its player is certain to ask next)."""
         self._runs: dict[int, _Run] = {}
         self._edge_pieces: dict[int, int] = {}
         """Piece -> id of the edge run fetching it."""
         self._next_run_id = 1
         self._mismatches: dict[int, int] = {}
+        self._orphans: dict[int, float] = {}
+        """Piece no unchoking peer had -> the instant this viewer seeds it from the edge."""
+        self._given_at: dict[int, float] = {}
+        """Due piece -> when it was first given to the peers with a deadline."""
         self._edge_ready_at = -math.inf
         self._edge_failures_in_a_row = 0
         self._last_edge_error = ""
@@ -350,31 +462,107 @@ class StreamScheduler:
     def set_timeline(self, timeline: Timeline) -> None:
         self.timeline = timeline
 
-    def request(self, name: str, pieces: Iterable[int], now: float) -> int:
+    def request(
+        self,
+        name: str,
+        pieces: Iterable[int],
+        now: float,
+        have: Callable[[int], bool] | None = None,
+    ) -> int:
         """The player asks for (part of) file ``name``, made of ``pieces``; returns an id.
 
-        Moves the track's playhead when ``name`` is a media segment. Call
-        :meth:`finish` with the id once the request is answered (at once when
-        every piece is already here).
+        ``have`` tells the pieces already here (none when omitted). Moves the
+        kind's playhead model when ``name`` is a media segment. The request is
+        :meth:`ready` once every piece arrived (:meth:`piece_arrived`); call
+        :meth:`finish` with the id once it is answered.
         """
         self._requests_total += 1
         request_id = self._next_request_id
         self._next_request_id += 1
-        self._requests[request_id] = _Request(request_id, name, tuple(pieces), now)
-        if self.timeline is not None:
-            timed = self.timeline.get(name)
-            if timed is not None and not timed.is_init:
-                self._heads[timed.kind] = _Head(timed, now)
+        missing = {index for index in pieces if have is None or not have(index)}
+        due = now
+        timed = self.timeline.get(name) if self.timeline is not None else None
+        if timed is not None and not timed.is_init:
+            due = self._move_anchor(timed, now)
+            self._expected.pop(timed.kind, None)
+        elif timed is not None:
+            self._expect_start(timed, now)
+        self._requests[request_id] = _Request(request_id, name, missing, now, due)
+        for index in missing:
+            self._by_piece.setdefault(index, set()).add(request_id)
         return request_id
 
+    def _move_anchor(self, timed: TimedFile, now: float) -> float:
+        anchor = self._anchors.get(timed.kind)
+        if anchor is not None:
+            last = anchor.last
+            follows = (
+                last.start - _SEGMENT_SLACK
+                <= timed.start
+                <= last.start + last.duration + _SEGMENT_SLACK
+            )
+            due = anchor.due(timed)
+            if follows and due >= now:
+                anchor.last = timed
+                return due
+        self._anchors[timed.kind] = _Anchor(now, timed.start, timed)
+        return now
+
+    def _expect_start(self, init: TimedFile, now: float) -> None:
+        """A player starts a track: its first segment follows the initialization at once,
+        and so does the start of every kind offering a single track (no rendition to choose)."""
+        assert self.timeline is not None
+        if init.kind not in self._anchors:
+            self._expected[init.kind] = (now, self.timeline.start_of(init.track)[1:])
+        for kind in self.timeline.kinds():
+            track = self.timeline.only_track(kind)
+            if kind in self._anchors or kind in self._expected or track is None:
+                continue
+            self._expected[kind] = (now, self.timeline.start_of(track))
+
+    def ready(self, request_id: int) -> bool:
+        """Every piece of the request is here (or the request is unknown)."""
+        request = self._requests.get(request_id)
+        return request is None or not request.missing
+
+    def piece_arrived(self, index: int, now: float, source: str = "peer") -> list[int]:
+        """Piece ``index`` is verified and stored; returns the requests it completed."""
+        given = self._given_at.pop(index, None)
+        if given is not None and source == "peer":
+            self.rates.peer_delivery(now - given)
+        self._orphans.pop(index, None)
+        completed = []
+        for request_id in self._by_piece.pop(index, ()):
+            request = self._requests.get(request_id)
+            if request is None:
+                continue
+            request.missing.discard(index)
+            if not request.missing:
+                completed.append(request_id)
+        return completed
+
     def finish(self, request_id: int) -> None:
-        self._requests.pop(request_id, None)
+        request = self._requests.pop(request_id, None)
+        if request is None:
+            return
+        for index in request.missing:
+            waiting = self._by_piece.get(index)
+            if waiting is not None:
+                waiting.discard(request_id)
+                if not waiting:
+                    del self._by_piece[index]
 
     @property
     def waiting(self) -> int:
         return len(self._requests)
 
     # -- what the edge did ---------------------------------------------------------------
+
+    def edge_first_byte(self, run_id: int, now: float) -> None:
+        """The run's response started (its headers arrived)."""
+        entry = self._runs.get(run_id)
+        if entry is not None and entry.first_byte_at is None:
+            entry.first_byte_at = now
 
     def edge_piece_done(self, index: int) -> None:
         """Piece ``index`` arrived from the edge and passed its hash (or was here already)."""
@@ -409,6 +597,9 @@ class StreamScheduler:
         elif not entry.pending:
             self._edge_failures_in_a_row = 0
             self._edge_ready_at = -math.inf
+            run = entry.run
+            first_byte = (entry.first_byte_at or entry.started_at) - entry.started_at
+            self.rates.edge_fetch(run.file_end - run.file_start, first_byte, now - entry.started_at)
 
     def edge_run_failed(self, run_id: int, now: float, reason: str) -> None:
         """The run failed (unreachable, timeout, bad status): back off, plan its pieces again."""
@@ -433,22 +624,27 @@ class StreamScheduler:
 
     # -- planning --------------------------------------------------------------------------
 
+    def handover(self, index: int, due: float) -> float:
+        """When piece ``index``, due at ``due``, passes from the peers to the edge."""
+        eta = self.rates.edge_eta(self.layout.piece_size(index))
+        return due - eta - self.settings.edge_margin_seconds
+
     def plan(self, now: float, view: SwarmView) -> Plan:
         settings = self.settings
-        layout = self.layout
         next_check = now + settings.idle_check_seconds
-        # Missing pieces we care about: piece -> (time needed, a player waits on it).
+        # Missing pieces we care about: piece -> (when due, a player waits on it).
         need: dict[int, tuple[float, bool]] = {}
         expired: list[Expired] = []
+        unchoking = view.unchoking_peers()
         for request in list(self._requests.values()):
-            missing = [index for index in request.pieces if not view.has(index)]
+            missing = [index for index in request.missing if not view.has(index)]
             if not missing:
                 continue
             poisoned = [
                 index
                 for index in missing
                 if self._mismatches.get(index, 0) >= settings.max_edge_mismatches
-                and (view.unchoking_peers() == 0 or view.availability(index) == 0)
+                and (unchoking == 0 or view.availability(index) == 0)
             ]
             if poisoned:
                 expired.append(
@@ -467,74 +663,91 @@ class StreamScheduler:
             next_check = min(next_check, request.asked_at + settings.give_up_seconds)
             for index in missing:
                 current = need.get(index)
-                if current is None or current[0] > request.asked_at or not current[1]:
-                    need[index] = (request.asked_at, True)
+                if current is None or current[0] > request.due:
+                    need[index] = (request.due, True)
         for gone in expired:
-            self._requests.pop(gone.request_id, None)
+            self.finish(gone.request_id)
         self._expired_total += len(expired)
-
-        window: list[int] = []
-        in_window: set[int] = set()
-        if self.timeline is not None:
-            for head in self._heads.values():
-                for timed in self.timeline.after(head.timed):
-                    due = head.anchored_at + (timed.start - head.timed.start)
-                    ahead = due - now
-                    if ahead > settings.prefetch_seconds:
-                        break
-                    span = layout.file(timed.name)
-                    if span is None:
-                        continue
-                    for index in span.pieces:
-                        if view.has(index) or index in need:
-                            continue
-                        if ahead <= settings.urgent_seconds:
-                            need[index] = (due, False)
-                        elif index not in in_window:
-                            in_window.add(index)
-                            window.append(index)
+        self._add_prefetch(now, view, need)
 
         deadlines: dict[int, float] = {}
+        window: list[tuple[float, int]] = []
         for_edge: list[tuple[float, int, bool]] = []
-        unchoking = view.unchoking_peers()
         for index, (due, waiting) in need.items():
             if index in self._edge_pieces:
                 continue
-            peers_can = unchoking > 0 and view.availability(index) > 0
-            if waiting:
-                # The swarm's deadline is the handover: the picker asks a second peer
-                # (time-critical duplicates) only as it draws near.
-                handover = due + settings.peer_grace_seconds
+            handover = self.handover(index, due)
+            if unchoking == 0 or view.availability(index) == 0:
+                handover = self._seed_instant(index, now, handover)
+            elif index not in self._given_at and due - now < self.rates.peer_seconds:
+                handover = now  # new to the peers, who would be too slow for it
+            if now >= handover:
+                for_edge.append((due, index, waiting))
+                continue
+            next_check = min(next_check, handover)
+            if due - now <= settings.urgent_seconds or waiting:
                 deadlines[index] = handover
-                if not peers_can or now >= handover:
-                    for_edge.append((due, index, True))
-                else:
-                    next_check = min(next_check, handover)
+                self._given_at.setdefault(index, now)
             else:
-                deadlines[index] = due
-                handover = due - settings.edge_lead_seconds
-                if not peers_can or now >= handover:
-                    for_edge.append((due, index, False))
-                else:
-                    next_check = min(next_check, handover)
+                window.append((due, index))
 
         runs: list[EdgeRun] = []
         if for_edge:
             if now < self._edge_ready_at:
                 next_check = min(next_check, self._edge_ready_at)
+                # Meanwhile the peers may still deliver them.
+                for _, index, _ in for_edge:
+                    deadlines[index] = now
             else:
-                runs = self._start_runs(for_edge)
-                for run in runs:
-                    for index in run.pieces:
-                        deadlines.pop(index, None)
-        window = [index for index in window if index not in self._edge_pieces]
+                runs = self._start_runs(for_edge, now)
+        window.sort()
         return Plan(
             deadlines=deadlines,
-            window=tuple(window),
+            window=tuple(index for _, index in window),
             edge_runs=tuple(runs),
             expired=tuple(expired),
             next_check=max(next_check, now),
         )
+
+    def _add_prefetch(
+        self, now: float, view: SwarmView, need: dict[int, tuple[float, bool]]
+    ) -> None:
+        """Pieces a player is certain to ask for: the start of a track it is about to play,
+        and the segments after the latest asked, within the prefetch horizon, of a kind
+        with a single track. Where the player's ABR picks among renditions nothing is
+        fetched before it asks: a prefetched rendition it leaves would be bytes never played."""
+        timeline = self.timeline
+        if timeline is None:
+            return
+        for since, files in self._expected.values():
+            for timed in files:
+                span = self.layout.file(timed.name)
+                for index in span.pieces if span is not None else ():
+                    if not view.has(index) and index not in need:
+                        need[index] = (since, False)
+        horizon = now + self.settings.prefetch_seconds
+        for kind, anchor in self._anchors.items():
+            if timeline.only_track(kind) is None:
+                continue
+            for timed in timeline.after(anchor.last):
+                due = anchor.due(timed)
+                if due > horizon:
+                    break
+                span = self.layout.file(timed.name)
+                if span is None:
+                    continue
+                for index in span.pieces:
+                    if not view.has(index) and index not in need:
+                        need[index] = (due, False)
+
+    def _seed_instant(self, index: int, now: float, handover: float) -> float:
+        """When this viewer fetches a piece nobody offers: a random instant before the
+        handover, drawn once, so among the viewers waiting for it one goes first."""
+        instant = self._orphans.get(index)
+        if instant is None:
+            instant = now + self._rng.random() * max(0.0, handover - now)
+            self._orphans[index] = instant
+        return min(instant, handover)
 
     def _expire(self, request: _Request, waited: float, now: float) -> Expired:
         recent = now - self._last_edge_error_at <= self.settings.give_up_seconds
@@ -551,7 +764,7 @@ class StreamScheduler:
             f"{request.name}: neither peers nor the CDN delivered it within {waited:.1f} s",
         )
 
-    def _start_runs(self, for_edge: list[tuple[float, int, bool]]) -> list[EdgeRun]:
+    def _start_runs(self, for_edge: list[tuple[float, int, bool]], now: float) -> list[EdgeRun]:
         """Group pieces into contiguous per-file runs, earliest need first, within the caps."""
         settings = self.settings
         room = settings.max_edge_fetches - len(self._runs)
@@ -600,9 +813,10 @@ class StreamScheduler:
                 waiting=any(chosen[piece] for piece in pieces),
             )
             self._next_run_id += 1
-            self._runs[run.run_id] = _Run(run, set(pieces))
+            self._runs[run.run_id] = _Run(run, now, set(pieces))
             for piece in pieces:
                 self._edge_pieces[piece] = run.run_id
+                self._given_at.pop(piece, None)
             self._runs_started += 1
             runs.append(run)
             room -= 1
@@ -624,4 +838,6 @@ class StreamScheduler:
             requests=self._requests_total,
             edge_backoff_seconds=max(0.0, self._edge_ready_at - now),
             last_edge_error=self._last_edge_error,
+            edge_rate=self.rates.edge_rate,
+            peer_seconds=self.rates.peer_seconds,
         )

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 import re
 import tempfile
@@ -66,14 +67,17 @@ from seedcast.agent.sources import source_of as response_source
 from seedcast.config import ClusterConfig
 from seedcast.errors import RemoteProtocolError
 from seedcast.http11 import FileBody, Headers, HttpClient, HttpServer, Request, Response, Router
+from seedcast.http11.semantics import Unsatisfiable, parse_content_range, parse_range, resolve
 from seedcast.peer.metainfo import Metainfo
 from seedcast.peer.storage import Storage
 from seedcast.peer.swarm import PieceCompleted, Swarm, SwarmSettings
+from seedcast.provenance import LOCAL, PEER, SERVED_BY, UPSTREAM, Source, bytes_header
 from seedcast.units import parse_host_port
 
 __all__ = [
     "DEFAULT_CDN_HOST",
     "SOURCES",
+    "WASTE_REASONS",
     "Agent",
     "AgentSettings",
     "AgentStatistics",
@@ -87,17 +91,14 @@ log = logging.getLogger("seedcast.agent.server")
 
 DEFAULT_CDN_HOST = "video.netcinema.test"
 """The content provider's name; its CNAME leads to the CDN's steered name."""
-SOURCES = ("peer", "edge", "origin", "cache")
+SOURCES = (PEER, Source.EDGE.value, Source.ORIGIN.value, LOCAL)
 """Where a piece came from: a peer, an edge, the origin (DNS fallback), or our disk at start."""
-_HEADER_OF = {
-    "peer": "X-Seedcast-Bytes-Peer",
-    "edge": "X-Seedcast-Bytes-Edge",
-    "origin": "X-Seedcast-Bytes-Origin",
-    "cache": "X-Seedcast-Bytes-Cache",
-}
+WASTE_REASONS = ("duplicate", "hash", "skipped")
+"""Why downloaded bytes were not needed: they arrived for a block or piece already here (or
+of a piece never finished), failed verification, or lay outside the range asked for."""
 _EDGE_RUN_ERRORS: tuple[type[BaseException], ...] = (*CDN_ERRORS, trio.TooSlowError)
 _VIDEO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_EXPOSED = "X-Served-By, X-Seedcast-Bytes-Peer, X-Seedcast-Bytes-Edge, X-Seedcast-Bytes-Origin"
+_EXPOSED = ", ".join([SERVED_BY, *(bytes_header(label) for label in SOURCES[:3])])
 _RELAYED_HEADERS = frozenset(
     {
         "content-type",
@@ -141,7 +142,9 @@ class AgentSettings:
     extra_announce_urls: tuple[str, ...] = ()
     """Tried after the torrent's own (when ``announce_urls`` is None)."""
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
-    swarm: SwarmSettings = field(default_factory=lambda: SwarmSettings(request_timeout=3.0))
+    swarm: SwarmSettings = field(default_factory=lambda: SwarmSettings(request_timeout=8.0))
+    """A block a peer is slow with is asked elsewhere only after ``request_timeout``: a
+    piece due soon goes to the edge first, and asking again early costs duplicates."""
     restrict_to_window: bool = True
     """Only fetch what the player will need (a viewer), not the whole torrent."""
     edge_run_timeout: float = 8.0
@@ -171,6 +174,17 @@ class AgentStatistics:
     bans: int
     waiting_requests: int
     last_edge: str
+    downloaded_bytes: int = 0
+    """Bytes received for the videos: piece data from peers plus the edge's response bodies."""
+    played_bytes: int = 0
+    """File bytes served to players from the videos' pieces."""
+    wasted_bytes: dict[str, int] = field(default_factory=dict)
+    """Downloaded bytes not needed, by reason (:data:`WASTE_REASONS`)."""
+
+    @property
+    def download_ratio(self) -> float | None:
+        """Bytes downloaded per byte played (None before anything was played)."""
+        return self.downloaded_bytes / self.played_bytes if self.played_bytes else None
 
     @property
     def p2p_share(self) -> float:
@@ -181,6 +195,7 @@ class AgentStatistics:
     def as_status(self) -> dict[str, Any]:
         """Scalar figures for ``seedcast status``."""
         served = self.served_bytes
+        ratio = self.download_ratio
         return {
             "peers": self.peers,
             "bytes_up": self.bytes_up,
@@ -193,17 +208,19 @@ class AgentStatistics:
             "edge_failures": self.edge_failures,
             "hash_failures": self.edge_hash_failures + self.peer_hash_failures,
             "bans": self.bans,
+            "downloaded_bytes": self.downloaded_bytes,
+            "played_bytes": self.played_bytes,
+            "wasted_bytes": sum(self.wasted_bytes.values()),
+            "download_ratio": None if ratio is None else round(ratio, 4),
         }
 
 
 class _Waiter:
-    """A player request waiting for pieces."""
+    """How a waiting player request is woken (the scheduler knows which pieces it waits for)."""
 
-    __slots__ = ("error", "event", "missing", "request_id")
+    __slots__ = ("error", "event")
 
-    def __init__(self, request_id: int, missing: set[int]) -> None:
-        self.request_id = request_id
-        self.missing = missing
+    def __init__(self) -> None:
         self.event = trio.Event()
         self.error: tuple[int, str] | None = None
 
@@ -256,10 +273,11 @@ class VideoSession:
         self.swarm = swarm
         self.storage = swarm.storage
         self.layout = TorrentLayout(metainfo)
-        self.scheduler = StreamScheduler(self.layout, agent.settings.scheduler)
+        self.scheduler = StreamScheduler(
+            self.layout, agent.settings.scheduler, rng=random.Random(agent.rng.random())
+        )
         self.piece_source: dict[int, str] = {}
         self._waiters: dict[int, _Waiter] = {}
-        self._by_piece: dict[int, set[_Waiter]] = {}
         self._wakeup = _Wakeup()
         self._nursery: trio.Nursery | None = None
         self.manifest_name = next(
@@ -268,11 +286,19 @@ class VideoSession:
         self.edge_runs = 0
         self.edge_failures = 0
         self.edge_hash_failures = 0
+        self.edge_bytes = 0
+        """Body bytes of the edge's answers to this video's runs."""
+        self.played_bytes = 0
+        self.peer_payload = 0
+        """Bytes of the pieces the peers completed (trailing padding left out)."""
+        """File bytes served to players from verified pieces."""
+        self.wasted: Counter[str] = Counter({reason: 0 for reason in WASTE_REASONS})
+        """Edge bytes that were not needed, by reason (the peers' share: :meth:`waste`)."""
         self.last_error = ""
         swarm.picker.restrict_to_priority = agent.settings.restrict_to_window
-        # Ask a second peer for a block only when its deadline is close (not for every
-        # piece a player waits on): duplicates cost upload the swarm could use elsewhere.
-        swarm.picker.critical_seconds = agent.settings.scheduler.peer_grace_seconds / 2
+        # Never ask a second peer for a block: a piece the peers are late with goes to
+        # the edge (once), so no byte arrives twice.
+        swarm.picker.critical_seconds = -math.inf
         swarm.add_piece_listener(self._on_piece)
 
     # -- running -------------------------------------------------------------------------
@@ -287,11 +313,14 @@ class VideoSession:
 
     def _on_piece(self, event: PieceCompleted) -> None:
         source = "cache" if event.source == "disk" else event.source
+        payload = self.metainfo.piece_payload(event.index)
+        if source == "peer":
+            self.peer_payload += payload
         self.piece_source.setdefault(event.index, source)
-        self.agent.fetched_bytes[source] += self.layout.piece_size(event.index)
-        for waiter in self._by_piece.pop(event.index, ()):
-            waiter.missing.discard(event.index)
-            if not waiter.missing:
+        self.agent.fetched_bytes[source] += payload
+        for request_id in self.scheduler.piece_arrived(event.index, trio.current_time(), source):
+            waiter = self._waiters.get(request_id)
+            if waiter is not None:
                 waiter.event.set()
         self._wakeup.set()
 
@@ -301,7 +330,7 @@ class VideoSession:
         span = self.layout.file(self.manifest_name)
         if span is None or not all(self.swarm.picker.has(index) for index in span.pieces):
             return
-        from seedcast.player.mpd import parse_manifest
+        from seedcast.dash import parse_manifest
 
         try:
             manifest = parse_manifest(self.storage.read_range(span.offset, span.length))
@@ -324,13 +353,7 @@ class VideoSession:
                 await self._wakeup.wait()
 
     def _apply(self, plan: Plan) -> None:
-        picker = self.swarm.picker
-        picker.clear_priorities()
-        for index, deadline in plan.deadlines.items():
-            picker.set_deadline(index, deadline)
-        picker.set_window(plan.window)
-        if plan.deadlines or plan.window:
-            self.swarm.request_more()
+        self.swarm.prioritise(plan.deadlines, plan.window)
         assert self._nursery is not None
         for run in plan.edge_runs:
             self.edge_runs += 1
@@ -339,6 +362,20 @@ class VideoSession:
             waiter = self._waiters.get(expired.request_id)
             if waiter is not None:
                 waiter.fail(expired.status, expired.message)
+
+    @property
+    def downloaded_bytes(self) -> int:
+        """Every byte received for this video: piece data from peers plus the edge's bodies."""
+        return self.swarm.bytes_downloaded + self.edge_bytes
+
+    def waste(self) -> dict[str, int]:
+        """Downloaded bytes that were not needed, by reason (see :data:`WASTE_REASONS`)."""
+        wasted = dict(self.wasted)
+        peer_failures = max(0, self.swarm.hash_failures - self.edge_hash_failures)
+        peer_hash = min(peer_failures * self.metainfo.piece_length, self.swarm.bytes_downloaded)
+        wasted["hash"] += peer_hash
+        wasted["duplicate"] += max(0, self.swarm.bytes_downloaded - self.peer_payload - peer_hash)
+        return wasted
 
     # -- the edge ---------------------------------------------------------------------------
 
@@ -358,10 +395,13 @@ class VideoSession:
                 async with cdn.stream(
                     path, headers, read_timeout=agent.settings.cdn_read_timeout
                 ) as response:
+                    self.scheduler.edge_first_byte(run.run_id, trio.current_time())
                     source = response_source(response)
                     skip = _skip_for(response.status, response.headers, run)
+                    self.wasted["skipped"] += skip
                     cutter = PieceCutter(slots, skip=skip)
                     async for chunk in response.iter_bytes():
+                        self.edge_bytes += len(chunk)
                         for index, data in cutter.feed(chunk):
                             self._take_edge_piece(index, data, source)
                         if cutter.done:
@@ -386,12 +426,15 @@ class VideoSession:
             self._wakeup.set()
 
     def _take_edge_piece(self, index: int, data: bytes, source: str) -> None:
+        payload = self.metainfo.piece_payload(index)
         if self.swarm.picker.has(index):
+            self.wasted["duplicate"] += payload  # the peers were faster after all
             self.scheduler.edge_piece_done(index)
             return
         if self.swarm.add_verified_piece(index, data, source=source):
             self.scheduler.edge_piece_done(index)
             return
+        self.wasted["hash"] += payload
         self.edge_hash_failures += 1
         self.scheduler.edge_piece_mismatch(index, trio.current_time())
         log.warning(
@@ -413,15 +456,11 @@ class VideoSession:
         start, end, partial = wanted
         pieces = span.pieces_for(start, end)
         now = trio.current_time()
-        request_id = self.scheduler.request(span.name, pieces, now)
-        waiter: _Waiter | None = None
+        scheduler = self.scheduler
+        request_id = scheduler.request(span.name, pieces, now, have=self.swarm.picker.has)
         try:
-            missing = {index for index in pieces if not self.swarm.picker.has(index)}
-            if missing:
-                waiter = _Waiter(request_id, missing)
-                self._waiters[request_id] = waiter
-                for index in missing:
-                    self._by_piece.setdefault(index, set()).add(waiter)
+            if not scheduler.ready(request_id):
+                waiter = self._waiters[request_id] = _Waiter()
                 self._wakeup.set()
                 limit = agent.settings.scheduler.give_up_seconds + 2.0
                 with trio.move_on_after(limit):
@@ -431,22 +470,15 @@ class VideoSession:
                 if waiter.error is not None:
                     agent.requests["error"] += 1
                     return agent.error(*waiter.error)
-                if waiter.missing:
+                if not scheduler.ready(request_id):
                     agent.requests["error"] += 1
                     return agent.error(504, f"{span.name}: not delivered within {limit:g} s")
                 agent.requests["waited"] += 1
             else:
                 agent.requests["local"] += 1
         finally:
-            self.scheduler.finish(request_id)
-            if waiter is not None:
-                self._waiters.pop(request_id, None)
-                for index in waiter.missing:
-                    waiters = self._by_piece.get(index)
-                    if waiters is not None:
-                        waiters.discard(waiter)
-                        if not waiters:
-                            del self._by_piece[index]
+            scheduler.finish(request_id)
+            self._waiters.pop(request_id, None)
         if span.name == self.manifest_name:
             self._load_timeline()
         return self._file_response(span, start, end, partial)
@@ -461,21 +493,22 @@ class VideoSession:
                 by_source[self.piece_source.get(index, "cache")] += overlap
         for source, count in by_source.items():
             agent.served_bytes[source] += count
+        self.played_bytes += end - start
         entry = self.metainfo.file(span.name)
         headers = Headers(
             [
                 ("Content-Type", _content_type(span.name)),
                 ("Cache-Control", "no-cache" if span.name.endswith(".mpd") else "max-age=3600"),
                 ("Accept-Ranges", "bytes"),
-                ("X-Served-By", agent.settings.name),
+                (SERVED_BY, agent.settings.name),
                 ("Access-Control-Allow-Origin", "*"),
                 ("Access-Control-Expose-Headers", _EXPOSED),
             ]
         )
-        for source in ("peer", "edge", "origin"):
-            headers.add(_HEADER_OF[source], str(by_source.get(source, 0)))
-        if by_source.get("cache"):
-            headers.add(_HEADER_OF["cache"], str(by_source["cache"]))
+        for source in SOURCES[:3]:
+            headers.add(bytes_header(source), str(by_source.get(source, 0)))
+        if by_source.get(LOCAL):
+            headers.add(bytes_header(LOCAL), str(by_source[LOCAL]))
         status = 200
         if partial:
             status = 206
@@ -487,9 +520,9 @@ class VideoSession:
 def _skip_for(status: int, headers: Headers, run: EdgeRun) -> int:
     """Bytes to drop before the run's first byte, from the response's status and Content-Range."""
     if status == 206:
-        content_range = headers.get("content-range") or ""
-        match = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)$", content_range.strip())
-        if match is None or int(match.group(1)) != run.file_start:
+        content_range = headers.get("content-range")
+        parsed = parse_content_range(content_range)
+        if parsed is None or parsed.first != run.file_start:
             raise RemoteProtocolError(
                 f"unexpected Content-Range {content_range!r} (asked from {run.file_start})",
                 reason="range",
@@ -504,13 +537,11 @@ def _wanted_range(value: str | None, length: int) -> tuple[int, int, bool] | Non
     """(start, end, partial) for a Range header over ``length`` bytes; None = unsatisfiable."""
     if not value:
         return 0, length, False
-    from seedcast.edge.ranges import parse_range, resolve
-
     parsed = parse_range(value)
     if parsed is None:
         return 0, length, False  # ignore what we don't understand (RFC 9110 14.2)
     span = resolve(parsed, length)
-    if span is None:
+    if isinstance(span, Unsatisfiable):
         return None
     return span.start, span.end, True
 
@@ -551,7 +582,7 @@ class Agent:
         self.settings = settings
         self.cdn = cdn
         self.registry = registry
-        self._rng = rng or random.Random()
+        self.rng = rng or random.Random()
         self.videos: dict[str, VideoSession] = {}
         self._preload: list[tuple[Metainfo, tuple[str, int] | None, list[int] | None]] = []
         self._opening: dict[str, trio.Event] = {}
@@ -637,7 +668,7 @@ class Agent:
             settings=settings.swarm,
             listen=listen or (settings.peer_host, 0),
             announce_urls=announce,
-            rng=random.Random(self._rng.random()),
+            rng=random.Random(self.rng.random()),
             name=f"{settings.name}/{video_id}",
             have=have,
         )
@@ -694,8 +725,8 @@ class Agent:
 
     async def _handle(self, request: Request) -> Response:
         response = await self.router(request)
-        if "x-served-by" not in response.headers:
-            response.headers.set("X-Served-By", self.settings.name)
+        if SERVED_BY not in response.headers:
+            response.headers.set(SERVED_BY, self.settings.name)
         return response
 
     def error(self, status: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> Response:
@@ -704,7 +735,7 @@ class Agent:
             f"{message}\n",
             [
                 *headers,
-                ("X-Served-By", self.settings.name),
+                (SERVED_BY, self.settings.name),
                 ("Cache-Control", "no-store"),
                 ("Access-Control-Allow-Origin", "*"),
             ],
@@ -723,6 +754,7 @@ class Agent:
                 "cdn_served_by": self.cdn.last_served_by,
                 **statistics.as_status(),
                 "served_bytes": dict(statistics.served_bytes),
+                "wasted_by_reason": dict(statistics.wasted_bytes),
             },
             [("Cache-Control", "no-store")],
         )
@@ -785,12 +817,12 @@ class Agent:
         relayed = Headers(
             [(key, value) for key, value in response.headers.items() if key in _RELAYED_HEADERS]
         )
-        upstream = response.headers.get("x-served-by")
+        upstream = response.headers.get(SERVED_BY)
         if upstream:
-            relayed.add("X-Seedcast-Upstream", upstream)
-        relayed.set("X-Served-By", self.settings.name)
+            relayed.add(UPSTREAM, upstream)
+        relayed.set(SERVED_BY, self.settings.name)
         source = response_source(response)
-        relayed.add(_HEADER_OF[source], str(len(response.content)))
+        relayed.add(bytes_header(source), str(len(response.content)))
         self.served_bytes[source] += len(response.content)
         return Response(response.status, relayed, response.content)
 
@@ -803,8 +835,12 @@ class Agent:
 
     def statistics(self) -> AgentStatistics:
         peers = bytes_up = bytes_down = peer_failures = bans = waiting = 0
-        edge_runs = edge_failures = edge_hash_failures = 0
+        edge_runs = edge_failures = edge_hash_failures = downloaded = played = 0
+        wasted: Counter[str] = Counter({reason: 0 for reason in WASTE_REASONS})
         for session in self.videos.values():
+            downloaded += session.downloaded_bytes
+            played += session.played_bytes
+            wasted.update(session.waste())
             snapshot = session.swarm.statistics()
             peers += snapshot.peers_connected
             bytes_up += snapshot.bytes_uploaded
@@ -833,6 +869,9 @@ class Agent:
             bans=bans,
             waiting_requests=waiting,
             last_edge=self.cdn.last_served_by,
+            downloaded_bytes=downloaded,
+            played_bytes=played,
+            wasted_bytes=dict(wasted),
         )
 
 
@@ -916,7 +955,7 @@ def agent_settings_from_config(
             upload_rate=peers.upload,
             download_rate=peers.download,
             max_connections=peers.max_connections,
-            request_timeout=3.0,
+            request_timeout=8.0,
         ),
     )
     return dataclasses.replace(base, **changes)

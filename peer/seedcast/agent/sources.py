@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from seedcast.errors import RemoteProtocolError, SeedcastError, TransportError
 from seedcast.http11 import ClientResponse, HttpClient
+from seedcast.provenance import SERVED_BY, cdn_source
 
 __all__ = [
     "CDN_ERRORS",
@@ -133,7 +134,7 @@ class PieceCutter:
 
 def source_of(response: ClientResponse) -> str:
     """Which CDN tier answered: ``edge`` (it sets X-Cache) or ``origin``."""
-    return "edge" if "x-cache" in response.headers else "origin"
+    return cdn_source(response.headers).value
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +236,7 @@ class CdnClient:
                 local_address=self.local_address,
                 read_timeout=read_timeout,
             ) as response:
-                self.last_served_by = response.headers.get("x-served-by") or ""
+                self.last_served_by = response.headers.get(SERVED_BY) or ""
                 yield response
         except CDN_ERRORS:
             self.failures += 1
@@ -264,7 +265,7 @@ class CdnClient:
         except CDN_ERRORS:
             self.failures += 1
             raise
-        self.last_served_by = response.headers.get("x-served-by") or ""
+        self.last_served_by = response.headers.get(SERVED_BY) or ""
         return response
 
     def statistics(self) -> CdnStatistics:

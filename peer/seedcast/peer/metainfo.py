@@ -249,6 +249,20 @@ class Metainfo:
             start += take
         return spans
 
+    def piece_payload(self, index: int) -> int:
+        """Bytes of piece ``index`` worth transferring: up to the end of its last real file.
+
+        BEP 47 padding at the piece's tail reads as zeros, so nobody needs it on the
+        wire; a piece of padding only (never made here) counts whole.
+        """
+        size = self.piece_size(index)
+        tail = 0
+        for entry, _, length in reversed(self.piece_spans(index)):
+            if not entry.padding:
+                break
+            tail += length
+        return size - tail if tail < size else size
+
     def relative_path(self, entry: FileEntry) -> PurePosixPath:
         """Where ``entry`` lives relative to the download folder."""
         if self.single_file:

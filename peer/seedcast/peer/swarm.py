@@ -41,7 +41,7 @@ import logging
 import random
 import string
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from hashlib import sha1
 from typing import TYPE_CHECKING, Any
@@ -344,8 +344,9 @@ class Swarm:
         self._fetch = fetch
         self._initial_have = None if have is None else list(have)
         self.shape = TorrentShape(metainfo.info_hash, metainfo.piece_length, metainfo.total_length)
+        # Trailing BEP 47 padding is never requested: it reads as zeros anyway.
         self.picker = PiecePicker(
-            [metainfo.piece_size(index) for index in range(metainfo.piece_count)], rng=self._rng
+            [metainfo.piece_payload(index) for index in range(metainfo.piece_count)], rng=self._rng
         )
         self.choker = Choker(
             rng=self._rng,
@@ -437,6 +438,17 @@ class Swarm:
         self._piece_passed(index, source, trio.current_time())
         self._judge_suspects(index, data)  # peers whose blocks of it failed before lied
         return True
+
+    def prioritise(self, deadlines: Mapping[int, float], window: Iterable[int]) -> None:
+        """Streaming priorities, replacing the last ones: pieces needed by a deadline
+        (earliest first) and a prefetch window (rarest first); requests go out at once."""
+        picker = self.picker
+        picker.clear_priorities()
+        for index, deadline in deadlines.items():
+            picker.set_deadline(index, deadline)
+        picker.set_window(window)
+        if deadlines or window:
+            self.request_more()
 
     def request_more(self) -> None:
         """Fill every connection's request pipeline now (after the picker's priorities changed)."""

@@ -26,27 +26,24 @@ Modes (``job["mode"]``):
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import random
 import shutil
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import trio
+from seedcast.bench._webseed import WebSeed
+from seedcast.bench._worker import Emit, JobInput, report_progress, run_worker
+from seedcast.errors import ProtocolError, TransportError
+from seedcast.http11 import HttpClient
+from seedcast.peer.metainfo import Metainfo
+from seedcast.peer.storage import Storage
+from seedcast.peer.swarm import Swarm, SwarmSettings
+from seedcast.ratelimit import TokenBucket
+from seedcast.testing.libtorrent_peer import LibtorrentPeer
 
 __all__ = ["main"]
-
-PROGRESS_SECONDS = 0.5
-Emit = Callable[[dict[str, Any]], None]
-
-
-def _emit(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
 
 
 def _fresh_dir(path: str) -> Path:
@@ -58,23 +55,6 @@ def _fresh_dir(path: str) -> Path:
 
 def _read(path: str) -> bytes:
     return Path(path).read_bytes()
-
-
-class _Lines:
-    """Lines from a byte stream (stdin)."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self._stream = stream
-        self._buffer = b""
-
-    async def next_line(self) -> bytes | None:
-        while b"\n" not in self._buffer:
-            data = await self._stream.receive_some(65536)
-            if not data:
-                return None
-            self._buffer += data
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line
 
 
 class _HttpClients:
@@ -95,10 +75,6 @@ class _HttpClients:
                 nursery.start_soon(self._client, spec, start_at, emit)
 
     async def _client(self, spec: dict[str, Any], start_at: float, emit: Emit) -> None:
-        from seedcast.errors import ProtocolError, TransportError
-        from seedcast.http11 import HttpClient
-        from seedcast.ratelimit import TokenBucket
-
         index = spec["index"]
         bucket = TokenBucket(spec["download"]) if spec["download"] else None
         client = HttpClient(
@@ -143,11 +119,6 @@ class _PeerClients:
         self.peers: list[tuple[dict[str, Any], Any, Any]] = []
 
     async def prepare(self) -> None:
-        from seedcast.bench._webseed import WebSeed
-        from seedcast.peer.metainfo import Metainfo
-        from seedcast.peer.storage import Storage
-        from seedcast.peer.swarm import Swarm, SwarmSettings
-
         metainfo = Metainfo.parse(_read(self.job["torrent"]))
         extra = self.job.get("settings", {})
         for spec in self.job["clients"]:
@@ -230,8 +201,6 @@ class _LibtorrentClients:
         self.peers: list[tuple[dict[str, Any], Any]] = []
 
     async def prepare(self) -> None:
-        from seedcast.peer.baseline import LibtorrentPeer
-
         torrent = _read(self.job["torrent"])
         for spec in self.job["clients"]:
             directory = Path(spec["dir"]) if spec.get("seed") else _fresh_dir(spec["dir"])
@@ -308,31 +277,22 @@ _MODES: dict[str, type[_HttpClients] | type[_PeerClients] | type[_LibtorrentClie
 
 
 async def _serve(emit: Emit) -> None:
-    lines = _Lines(trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())))
-    first = await lines.next_line()
-    if first is None:
+    lines = JobInput()
+    job = await lines.job()
+    if job is None:
         return
-    job = json.loads(first)
     runner = _MODES[job["mode"]](job)
     try:
         await runner.prepare()
         emit({"event": "ready"})
-        line = await lines.next_line()
-        if line is None:
+        start_at = await lines.start_at()
+        if start_at is None:
             return
-        start_at = float(json.loads(line)["start_at"])
         await trio.sleep(max(0.0, start_at - time.time()))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(runner.run, start_at, emit)
-
-            async def report_progress() -> None:
-                while True:
-                    emit({"event": "progress", "bytes": runner.progress()})
-                    await trio.sleep(PROGRESS_SECONDS)
-
-            nursery.start_soon(report_progress)
-            while await lines.next_line() is not None:
-                pass
+            nursery.start_soon(report_progress, emit, lambda: {"bytes": runner.progress()})
+            await lines.wait_closed()
             nursery.cancel_scope.cancel()
         emit({"event": "statistics", "clients": runner.statistics()})
     finally:
@@ -343,13 +303,7 @@ async def _serve(emit: Emit) -> None:
 
 
 def main() -> None:
-    try:
-        trio.run(_serve, _emit)
-    except KeyboardInterrupt:
-        pass
-    except Exception as error:
-        _emit({"event": "error", "message": f"{type(error).__name__}: {error}"})
-        raise
+    run_worker(_serve)
 
 
 if __name__ == "__main__":

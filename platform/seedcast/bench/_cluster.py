@@ -5,9 +5,10 @@ nursery. :meth:`RunCluster.start_role` starts ``python -m seedcast <role>
 ...`` in its own session (so a Ctrl-C in the terminal reaches only the
 benchmark, which then stops everything in order), copies the role's log
 lines to ``<log_dir>/<name>.log`` and returns the addresses of its ``ready``
-line. :meth:`RunCluster.start_worker` starts ``python -m
-seedcast.bench._clients``, sends it its job as one JSON line and hands every
-JSON line it prints to a callback. Leaving the context stops every process it
+line. :meth:`RunCluster.start_worker` starts a worker (``python -m
+seedcast.bench._clients`` or another module speaking :mod:`seedcast.bench._worker`'s
+line protocol), sends it its job as one JSON line and hands every JSON line it
+prints to a callback. Leaving the context stops every process it
 started: workers get EOF on stdin, roles SIGTERM, and whatever is still there
 after a grace period SIGKILL; each is waited for, so no PID outlives the run.
 With ``--netns`` every command line is wrapped (``ip netns exec <ns> ...``,
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import trio
+from seedcast.bench._worker import LineReader
 from seedcast.errors import SeedcastError
 
 __all__ = ["RunCluster", "SystemCpu", "Worker", "cpu_seconds", "open_run_cluster"]
@@ -135,23 +137,16 @@ class RunCluster:
     async def _read_role_log(self, child: _Child) -> None:
         stream = child.process.stderr
         assert stream is not None
-        buffer = b""
         try:
-            while True:
-                data = await stream.receive_some(65536)
-                if not data:
-                    break
-                child.log_file.write(data)
+            async for line in LineReader(stream):
+                child.log_file.write(line + b"\n")
                 child.log_file.flush()
-                buffer += data
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    child.tail = [*child.tail[-4:], line.decode(errors="replace")]
-                    if not child.ready.is_set():
-                        match = _READY.search(line)
-                        if match:
-                            child.addresses = match.group(1).decode().split(",")
-                            child.ready.set()
+                child.tail = [*child.tail[-4:], line.decode(errors="replace")]
+                if not child.ready.is_set():
+                    match = _READY.search(line)
+                    if match:
+                        child.addresses = match.group(1).decode().split(",")
+                        child.ready.set()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         finally:
@@ -161,12 +156,17 @@ class RunCluster:
             child.ready.set()  # exited before ready: start_role reports it
 
     async def start_worker(
-        self, name: str, job: dict[str, Any], on_message: Callable[[dict[str, Any]], None]
+        self,
+        name: str,
+        job: dict[str, Any],
+        on_message: Callable[[dict[str, Any]], None],
+        module: str = "seedcast.bench._clients",
     ) -> Worker:
-        """Start a client worker with ``job``; every line it prints goes to ``on_message``."""
+        """Start worker ``python -m <module>`` with ``job``; every line it prints goes to
+        ``on_message`` (the protocol: :mod:`seedcast.bench._worker`)."""
         log_file = (self.log_dir / f"{name}.log").open("wb")
         process = await trio.lowlevel.open_process(
-            self._wrap(name, [sys.executable, "-m", "seedcast.bench._clients"]),
+            self._wrap(name, [sys.executable, "-m", module]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log_file,
@@ -185,24 +185,26 @@ class RunCluster:
     ) -> None:
         stream = child.process.stdout
         assert stream is not None
-        buffer = b""
         try:
-            while True:
-                data = await stream.receive_some(65536)
-                if not data:
-                    break
-                buffer += data
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    try:
-                        message = json.loads(line)
-                    except ValueError:
-                        continue
-                    message.setdefault("worker", child.name)
-                    on_message(message)
+            async for line in LineReader(stream):
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                message.setdefault("worker", child.name)
+                on_message(message)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         on_message({"event": "exit", "worker": child.name})
+
+    async def close_worker_inputs(self) -> None:
+        """EOF to every worker: each stops, reports what it has, and exits."""
+        for child in self._children:
+            if not child.role and child.process.stdin is not None:
+                try:
+                    await child.process.stdin.aclose()
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    pass
 
     def tail(self, name: str) -> list[str]:
         for child in self._children:
@@ -219,12 +221,7 @@ class RunCluster:
     async def stop_all(self) -> None:
         """Workers: EOF, then wait; roles: SIGTERM; after the grace period SIGKILL. Waits for all."""
         self._stopping = True
-        for child in self._children:
-            if not child.role and child.process.stdin is not None:
-                try:
-                    await child.process.stdin.aclose()
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    pass
+        await self.close_worker_inputs()
         with trio.move_on_after(STOP_GRACE):
             for child in self._children:
                 if not child.role:

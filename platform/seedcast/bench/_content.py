@@ -19,6 +19,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from seedcast.origin.library import Library, Rendition, VideoEntry
+from seedcast.peer.metainfo import Metainfo, create_torrent
 from seedcast.units import MiB
 
 __all__ = ["Content", "prepare_content", "torrent_with_announce"]
@@ -70,8 +72,6 @@ class Content:
 
 def prepare_content(data_dir: Path, size: int, seed: int, piece_length: int) -> Content:
     """The benchmark file in ``data_dir``'s library (made now, or reused when it matches)."""
-    from seedcast.origin.library import Library, Rendition, VideoEntry
-    from seedcast.peer.metainfo import Metainfo, create_torrent
 
     data_dir = Path(data_dir)
     library = Library.for_data_dir(data_dir)

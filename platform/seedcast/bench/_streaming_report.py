@@ -26,6 +26,7 @@ STREAMING_CSV_COLUMNS = (
     "finished",
     "failed",
     "startup_median_s",
+    "startup_p90_s",
     "startup_p95_s",
     "join_median_s",
     "join_p95_s",
@@ -42,6 +43,9 @@ STREAMING_CSV_COLUMNS = (
     "edge_egress_bytes",
     "origin_egress_bytes",
     "cdn_offload",
+    "download_ratio_max",
+    "download_ratio_median",
+    "wasted_bytes_total",
     "cpu_share",
     "system_busy",
     "loadavg_after",
@@ -85,6 +89,7 @@ def _csv_row(record: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **record,
         **{f"bytes_{key}": received.get(key, 0) for key in ("peers", "edges", "origin", "total")},
+        "wasted_bytes_total": sum((record.get("wasted_bytes") or {}).values()),
     }
 
 
@@ -238,7 +243,8 @@ def _html(
     qoe_rows = "".join(
         f"<tr><td>{html.escape(str(r['strategy']))}</td><td>{r['viewers']}</td>"
         f"<td>{r['finished']}</td><td>{r['failed']}</td>"
-        f"<td>{_cell(r.get('startup_median_s'))}</td><td>{_cell(r.get('startup_p95_s'))}</td>"
+        f"<td>{_cell(r.get('startup_median_s'))}</td><td>{_cell(r.get('startup_p90_s'))}</td>"
+        f"<td>{_cell(r.get('startup_p95_s'))}</td>"
         f"<td>{_cell(r.get('join_median_s'))}</td><td>{_cell(r.get('join_p95_s'))}</td>"
         f"<td>{_cell(r.get('stall_ratio'), '{:.2%}')}</td><td>{r.get('stalled_viewers', 0)}</td>"
         f"<td>{_cell(r.get('avg_bitrate_kbps'), '{:.0f}')}</td>"
@@ -254,7 +260,9 @@ def _html(
         + f"<td>{_cell(r.get('p2p_share'), '{:.1%}')}</td>"
         f"<td>{_mib(r.get('cdn_egress_bytes'))}</td><td>{_mib(r.get('origin_egress_bytes'))}</td>"
         f"<td>{_cell(r.get('cdn_offload'), '{:.1%}')}</td>"
-        f"<td>{_mib((r.get('agents') or {}).get('uploaded'))}</td></tr>"
+        f"<td>{_mib((r.get('agents') or {}).get('uploaded'))}</td>"
+        f"<td>{_cell(r.get('download_ratio_max'), '{:.3f}')}</td>"
+        f"<td>{_mib(sum((r.get('wasted_bytes') or {}).values()) if r.get('wasted_bytes') is not None else None)}</td></tr>"
         for r in records
     )
     error_list = (
@@ -275,7 +283,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;
 <ul>{items}</ul>
 <h2>Quality of experience</h2>
 <table><tr><th>strategy</th><th>V</th><th>finished</th><th>failed</th>
-<th>startup median (s)</th><th>startup p95 (s)</th><th>join median (s)</th><th>join p95 (s)</th>
+<th>startup median (s)</th><th>startup p90 (s)</th><th>startup p95 (s)</th><th>join median (s)</th><th>join p95 (s)</th>
 <th>stall ratio</th><th>viewers who stalled</th><th>avg bitrate (kbit/s)</th>
 <th>machine busy</th></tr>
 {qoe_rows}</table>
@@ -285,12 +293,15 @@ included. Stall ratio: stall time / play time over all viewers.</p>
 <h2>Bytes by source (MiB) and CDN egress</h2>
 <table><tr><th>strategy</th><th>V</th><th>from peers</th><th>from edges</th><th>from origin</th>
 <th>total</th><th>P2P share</th><th>CDN egress</th><th>origin egress</th><th>CDN offload</th>
-<th>viewers uploaded</th></tr>
+<th>viewers uploaded</th><th>downloaded / played (worst viewer)</th><th>wasted</th></tr>
 {bytes_rows}</table>
 <p>From peers / edges / origin: what the players received, by the source the bytes came from.
 CDN egress: the edges' response bytes from their /metrics (plus origin bytes served to
 viewers directly); origin egress is mostly the edges' cache fills. CDN offload = 1 - CDN
-egress / bytes the players received.</p>
+egress / bytes the players received. Downloaded / played: the bytes a hybrid viewer's agent
+received (peers' piece data and the edge's bodies) per byte its player played, for the worst
+viewer; wasted: downloaded bytes not needed (blocks or pieces that arrived twice or belong to
+a piece never finished, failed hashes, bytes outside the range asked for).</p>
 {images}
 {error_list}
 <h2>Configuration</h2><pre>{config_text}</pre>

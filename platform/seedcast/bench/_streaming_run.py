@@ -6,8 +6,8 @@ checks, tracker, two viewer regions). :func:`run_strategy` starts the roles
 through :func:`seedcast.bench._cluster.open_run_cluster` (each stopped by PID
 at the end), waits until the DNS steers a viewer address of every region to
 an edge, reads the edges' and origin's byte counters, starts the viewer
-workers (``python -m seedcast.bench._streaming_viewers``, in their own
-sessions, stopped by PID too), gives them one common start instant, and
+workers (``python -m seedcast.bench._streaming_viewers``, through the same
+run cluster, stopped by PID too), gives them one common start instant, and
 collects one message per viewer until all have reported, the time bound
 passes, or a role dies. Then it reads the counters again and turns it all
 into the strategy's record (:func:`seedcast.bench.streaming.summarise_viewers`).
@@ -15,22 +15,17 @@ into the strategy's record (:func:`seedcast.bench.streaming.summarise_viewers`).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
-from seedcast.bench._cluster import send_signal
 from seedcast.errors import ProtocolError, SeedcastError, TransportError
+from seedcast.testing.addresses import Addresses
 
 if TYPE_CHECKING:
     from seedcast.bench.streaming import StreamingOptions, ViewerSpec
@@ -43,45 +38,7 @@ VIDEO_ID = "sample"
 READY_TIMEOUT = 60.0
 DNS_TIMEOUT = 20.0
 STOP_GRACE = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Addresses:
-    """Where everything of a run lives: ``127.0.<block + offset>.<host>``."""
-
-    block: int
-    port: int
-
-    def net(self, offset: int, host: int) -> str:
-        return f"127.0.{self.block + offset}.{host}"
-
-    @property
-    def origin(self) -> str:
-        return f"{self.net(1, 1)}:{self.port}"
-
-    def edge(self, index: int) -> str:
-        return f"{self.net(2, index)}:{self.port}"
-
-    @property
-    def dns(self) -> str:
-        return f"{self.net(3, 1)}:15353"
-
-    @property
-    def tracker(self) -> str:
-        return f"http://{self.net(4, 1)}:16969/announce"
-
-    def peer_host(self, index: int) -> str:
-        return self.net(5, index)
-
-    def region_prefix(self, number: int) -> str:
-        return f"{self.net(7 + number, 0)}/24"
-
-    def viewer_source(self, region_number: int, index: int) -> str:
-        return self.net(7 + region_number, index)
-
-    @property
-    def cdn_url(self) -> str:
-        return f"http://video.netcinema.test:{self.port}"
+VIEWERS_MODULE = "seedcast.bench._streaming_viewers"
 
 
 def cluster_toml(
@@ -140,119 +97,6 @@ prefetch_seconds = {options.prefetch_seconds}
 urgent_seconds = {options.urgent_seconds}
 max_connections = {options.max_connections}
 """
-
-
-# -- worker processes ------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Worker:
-    name: str
-    process: trio.Process
-    log_file: Any
-
-
-class _Workers:
-    """Viewer worker processes; every one is stopped (EOF, SIGTERM, SIGKILL) and reaped."""
-
-    def __init__(self, nursery: trio.Nursery, log_dir: Path, env: dict[str, str]) -> None:
-        self._nursery = nursery
-        self.log_dir = log_dir
-        self._env = env
-        self.workers: list[_Worker] = []
-
-    @property
-    def pids(self) -> list[int]:
-        return [w.process.pid for w in self.workers if w.process.returncode is None]
-
-    async def start(
-        self, name: str, job: dict[str, Any], on_message: Callable[[dict[str, Any]], None]
-    ) -> _Worker:
-        log_file = (self.log_dir / f"{name}.log").open("wb")
-        process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "seedcast.bench._streaming_viewers"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log_file,
-            env=self._env,
-            start_new_session=True,
-        )
-        worker = _Worker(name, process, log_file)
-        self.workers.append(worker)
-        self._nursery.start_soon(self._read, worker, on_message)
-        await self.send(worker, job)
-        return worker
-
-    async def send(self, worker: _Worker, message: dict[str, Any]) -> None:
-        assert worker.process.stdin is not None
-        await worker.process.stdin.send_all(json.dumps(message).encode() + b"\n")
-
-    async def _read(self, worker: _Worker, on_message: Callable[[dict[str, Any]], None]) -> None:
-        stream = worker.process.stdout
-        assert stream is not None
-        buffer = b""
-        try:
-            while data := await stream.receive_some(65536):
-                buffer += data
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    try:
-                        message = json.loads(line)
-                    except ValueError:
-                        continue
-                    message["worker"] = worker.name
-                    on_message(message)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
-        on_message({"event": "exit", "worker": worker.name})
-
-    def tail(self, name: str) -> str:
-        try:
-            lines = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return " | ".join(lines[-3:])
-
-    async def close_inputs(self) -> None:
-        for worker in self.workers:
-            if worker.process.stdin is not None:
-                try:
-                    await worker.process.stdin.aclose()
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    pass
-
-    async def stop_all(self) -> None:
-        await self.close_inputs()
-        with trio.move_on_after(STOP_GRACE):
-            for worker in self.workers:
-                await worker.process.wait()
-        for worker in self.workers:
-            if worker.process.returncode is None:
-                send_signal(worker.process, signal.SIGTERM)
-        with trio.move_on_after(STOP_GRACE):
-            for worker in self.workers:
-                await worker.process.wait()
-        for worker in self.workers:
-            if worker.process.returncode is None:
-                log.warning("%s did not stop; killing it", worker.name)
-                send_signal(worker.process, signal.SIGKILL)
-        for worker in self.workers:
-            await worker.process.wait()
-            worker.log_file.close()
-
-
-@asynccontextmanager
-async def _open_workers(log_dir: Path) -> AsyncIterator[_Workers]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("SEEDCAST_CONTROL", None)
-    async with trio.open_nursery() as nursery:
-        workers = _Workers(nursery, log_dir, env)
-        try:
-            yield workers
-        finally:
-            with trio.CancelScope(shield=True):
-                await workers.stop_all()
-            nursery.cancel_scope.cancel()
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -358,63 +202,63 @@ async def run_strategy(
             }
             before = await _counters(counter_urls)
             jobs = _jobs(strategy, options, viewers, addresses, config_file, workdir)
-            async with _open_workers(log_dir) as workers:
-                started_workers = [
-                    await workers.start(name, job, state.on_message) for name, job in jobs
-                ]
-                with trio.move_on_after(READY_TIMEOUT):
-                    await state.all_ready.wait()
-                if state.errors or len(state.ready) < len(jobs):
-                    tails = "; ".join(
-                        f"{name}: {workers.tail(name)}" for name, _ in jobs if workers.tail(name)
-                    )
-                    raise SeedcastError(
-                        "viewer workers did not get ready: "
-                        + ("; ".join(state.errors) or "timed out")
-                        + (f" [{tails}]" if tails else "")
-                    )
-                pids = cluster.pids + workers.pids
-                start_at = time.time() + 0.5
-                for worker in started_workers:
-                    await workers.send(worker, {"start_at": start_at})
-                await trio.sleep(max(0.0, start_at - time.time()))
-                cpu_before = cpu_seconds(pids)
-                system = SystemCpu()
-
-                async def show_progress() -> None:
-                    while True:
-                        progress(state.joined, len(state.results), sum(state.played.values()))
-                        await trio.sleep(0.25)
-
-                async def watch_roles() -> None:
-                    await cluster.role_failed.wait()
-                    state.errors.append(f"{', '.join(cluster.failed_roles)} stopped during the run")
-                    state.all_done.set()
-
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(show_progress)
-                    nursery.start_soon(watch_roles)
-                    with trio.move_on_after(timeout) as bounded:
-                        await state.all_done.wait()
-                    nursery.cancel_scope.cancel()
-                progress(state.joined, len(state.results), sum(state.played.values()))
-                wall = max(time.time() - start_at, 1e-9)
-                record_extra["wall_s"] = round(wall, 2)
-                record_extra["timed_out"] = bounded.cancelled_caught
-                record_extra["cpu_seconds"] = round(cpu_seconds(pids) - cpu_before, 2)
-                record_extra["cpu_share"] = record_extra["cpu_seconds"] / (
-                    wall * (os.cpu_count() or 1)
+            started_workers = [
+                await cluster.start_worker(name, job, state.on_message, module=VIEWERS_MODULE)
+                for name, job in jobs
+            ]
+            with trio.move_on_after(READY_TIMEOUT):
+                await state.all_ready.wait()
+            if state.errors or len(state.ready) < len(jobs):
+                tails = "; ".join(
+                    f"{name}: {' | '.join(cluster.tail(name)[-3:])}"
+                    for name, _ in jobs
+                    if cluster.tail(name)
                 )
-                record_extra["system_busy"] = system.busy()
-                record_extra["loadavg_after"] = os.getloadavg()[0]
-                record_extra["processes"] = len(pids)
-                record_extra["pids"] = pids
-                after = await _counters(counter_urls)
-                # Viewers still playing now are stopped; they report what they played.
-                state.stopping = True
-                await workers.close_inputs()
-                with trio.move_on_after(STOP_GRACE):
-                    await state.all_exited.wait()
+                raise SeedcastError(
+                    "viewer workers did not get ready: "
+                    + ("; ".join(state.errors) or "timed out")
+                    + (f" [{tails}]" if tails else "")
+                )
+            pids = cluster.pids
+            start_at = time.time() + 0.5
+            for worker in started_workers:
+                await worker.send({"start_at": start_at})
+            await trio.sleep(max(0.0, start_at - time.time()))
+            cpu_before = cpu_seconds(pids)
+            system = SystemCpu()
+
+            async def show_progress() -> None:
+                while True:
+                    progress(state.joined, len(state.results), sum(state.played.values()))
+                    await trio.sleep(0.25)
+
+            async def watch_roles() -> None:
+                await cluster.role_failed.wait()
+                state.errors.append(f"{', '.join(cluster.failed_roles)} stopped during the run")
+                state.all_done.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(show_progress)
+                nursery.start_soon(watch_roles)
+                with trio.move_on_after(timeout) as bounded:
+                    await state.all_done.wait()
+                nursery.cancel_scope.cancel()
+            progress(state.joined, len(state.results), sum(state.played.values()))
+            wall = max(time.time() - start_at, 1e-9)
+            record_extra["wall_s"] = round(wall, 2)
+            record_extra["timed_out"] = bounded.cancelled_caught
+            record_extra["cpu_seconds"] = round(cpu_seconds(pids) - cpu_before, 2)
+            record_extra["cpu_share"] = record_extra["cpu_seconds"] / (wall * (os.cpu_count() or 1))
+            record_extra["system_busy"] = system.busy()
+            record_extra["loadavg_after"] = os.getloadavg()[0]
+            record_extra["processes"] = len(pids)
+            record_extra["pids"] = pids
+            after = await _counters(counter_urls)
+            # Viewers still playing now are stopped; they report what they played.
+            state.stopping = True
+            await cluster.close_worker_inputs()
+            with trio.move_on_after(STOP_GRACE):
+                await state.all_exited.wait()
             if state.errors and not state.results:
                 raise SeedcastError("; ".join(state.errors))
     finally:

@@ -33,11 +33,8 @@ capped.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -45,33 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from seedcast.bench._worker import Emit, JobInput, report_progress, run_worker
 from seedcast.http11 import HttpClient
 from seedcast.ratelimit import TokenBucket
 
 __all__ = ["main"]
-
-PROGRESS_SECONDS = 0.5
-Emit = Callable[[dict[str, Any]], None]
-
-
-def _emit(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
-class _Lines:
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self._stream = stream
-        self._buffer = b""
-
-    async def next_line(self) -> bytes | None:
-        while b"\n" not in self._buffer:
-            data = await self._stream.receive_some(65536)
-            if not data:
-                return None
-            self._buffer += data
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line
 
 
 class _ViewerState:
@@ -279,20 +254,30 @@ def _agent_figures(agent: Any) -> dict[str, Any]:
         "hash_failures": statistics.edge_hash_failures + statistics.peer_hash_failures,
         "bans": statistics.bans,
         "peers": statistics.peers,
+        "downloaded": statistics.downloaded_bytes,
+        "played": statistics.played_bytes,
+        "wasted": dict(statistics.wasted_bytes),
     }
 
 
 async def _serve(emit: Emit) -> None:
-    lines = _Lines(trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())))
-    first = await lines.next_line()
-    if first is None:
+    lines = JobInput()
+    job = await lines.job()
+    if job is None:
         return
-    viewers = _Viewers(json.loads(first), emit)
+    viewers = _Viewers(job, emit)
     emit({"event": "ready"})
-    line = await lines.next_line()
-    if line is None:
+    start_at = await lines.start_at()
+    if start_at is None:
         return
-    start_at = float(json.loads(line)["start_at"])
+
+    def progress() -> dict[str, Any]:
+        states = viewers.states.values()
+        return {
+            "played": round(viewers.played_seconds(), 2),
+            "active": sum(s.state in ("joining", "playing") for s in states),
+        }
+
     async with trio.open_nursery() as nursery:
 
         async def run_viewers() -> None:
@@ -300,22 +285,8 @@ async def _serve(emit: Emit) -> None:
             emit({"event": "finished"})
 
         nursery.start_soon(run_viewers)
-
-        async def report_progress() -> None:
-            while True:
-                states = viewers.states.values()
-                emit(
-                    {
-                        "event": "progress",
-                        "played": round(viewers.played_seconds(), 2),
-                        "active": sum(s.state in ("joining", "playing") for s in states),
-                    }
-                )
-                await trio.sleep(PROGRESS_SECONDS)
-
-        nursery.start_soon(report_progress)
-        while await lines.next_line() is not None:
-            pass
+        nursery.start_soon(report_progress, emit, progress)
+        await lines.wait_closed()
         nursery.cancel_scope.cancel()
 
 
@@ -323,13 +294,7 @@ def main() -> None:
     from seedcast.logs import setup_logging
 
     setup_logging("bench", "streaming-viewers", level="WARNING")
-    try:
-        trio.run(_serve, _emit)
-    except KeyboardInterrupt:
-        pass
-    except Exception as error:
-        _emit({"event": "error", "message": f"{type(error).__name__}: {error}"})
-        raise
+    run_worker(_serve)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from typing import Any
 
 import trio
 from seedcast.errors import ProtocolError, TransportError
+from seedcast.http11 import HttpClient
 from seedcast.ratelimit import consume_all
 
 __all__ = ["WebSeed", "WebSeedStatistics", "choose_piece"]
@@ -114,7 +115,6 @@ class WebSeed:
 
     async def run(self) -> None:
         """Fetch pieces until the swarm is complete (or this task is cancelled)."""
-        from seedcast.http11 import HttpClient
 
         swarm = self.swarm
         picker = swarm.picker

@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from seedcast.bench._streaming_report import write_streaming
+
 CSV_COLUMNS = (
     "strategy",
     "clients",
@@ -67,8 +69,6 @@ def write_results(
     _atomic_write(out / "results.json", json.dumps(document, indent=2, default=str))
     streaming = [record for record in records if record.get("kind") == "streaming"]
     if streaming:  # seedcast bench streaming: its own table and plots, same files
-        from seedcast.bench._streaming_report import write_streaming
-
         records = [record for record in records if record.get("kind") != "streaming"]
         prefix = "streaming-" if records else ""
         write_streaming(out, config, streaming, title=title, errors=errors, prefix=prefix)

@@ -1,4 +1,4 @@
-"""``seedcast bench streaming``: V viewers arriving as a Poisson process, cdn vs hybrid.
+"""``seedcast bench streaming``: V viewers arriving (Poisson or a flash crowd), cdn vs hybrid.
 
 One sample video is made and published once per benchmark run (``seedcast
 sample`` + ``seedcast publish`` into a scratch data dir; by default 60 s at
@@ -7,8 +7,9 @@ strategy, a real cluster of separate processes starts on its own loopback
 block -- origin, E edges (``[[edges]] upload`` caps their egress), the
 Seedcast DNS with health checks, and for hybrid a tracker -- and V viewers
 join at the instants of one Poisson process (``--rate`` viewers per second,
-drawn from ``random.Random(--seed)``; both strategies see the same arrivals
-and regions):
+drawn from ``random.Random(--seed)``), or all within ``--flash`` seconds
+(``--arrivals flash``: a flash crowd, uniform instants); both strategies see
+the same arrivals and regions:
 
 - **cdn**: each viewer is the headless player streaming
   ``http://video.netcinema.test:<port>/<id>/manifest.mpd`` straight from the
@@ -29,7 +30,10 @@ Per strategy the record holds startup delay (the player's: manifest loaded
 to first frame; median and p95) and join-to-play (arrival to first frame,
 including the agent's start and the manifest), stall ratio (stall time /
 play time), average bitrate, bytes by source as the players saw them, and
-CDN egress read from the edges' (and origin's) ``/metrics``. Results go to
+CDN egress read from the edges' (and origin's) ``/metrics``. For hybrid, each
+viewer's agent reports the bytes it downloaded (peers' piece data plus the
+edge's bodies) against the bytes its player played, and its wasted bytes by
+reason; the record holds the worst and the median ratio. Results go to
 ``--out`` in the report format of ``seedcast bench distribution``
 (results.json, results.csv, PNG plots, report.html), rewritten after each
 strategy, so Ctrl-C keeps what finished. Every process is stopped by PID.
@@ -58,6 +62,7 @@ __all__ = [
     "StreamingOptions",
     "ViewerSpec",
     "configure",
+    "flash_arrivals",
     "percentile",
     "plan_viewers",
     "poisson_arrivals",
@@ -66,12 +71,15 @@ __all__ = [
     "summarise_viewers",
 ]
 
-TITLE = "Streaming: Poisson viewers, CDN only vs hybrid CDN + P2P"
+TITLE = "Streaming: arriving viewers, CDN only vs hybrid CDN + P2P"
 STRATEGIES = ("cdn", "hybrid")
+ARRIVALS = ("poisson", "flash")
 REGIONS = ("eu", "us")
 MAX_VIEWERS = 240
 GOAL_P2P_SHARE = 0.8
 GOAL_STARTUP_S = 2.0
+GOAL_STARTUP_RATIO = 1.2
+GOAL_DOWNLOAD_RATIO = 1.02
 
 
 # -- options ---------------------------------------------------------------------------------
@@ -83,6 +91,9 @@ class StreamingOptions:
     strategies: tuple[str, ...] = STRATEGIES
     rate: float = 1.0
     """Mean arrivals per second of the Poisson process."""
+    arrivals: str = "poisson"
+    """poisson (``rate``) or flash (every viewer within ``flash_seconds``)."""
+    flash_seconds: float = 2.0
     video_seconds: float = 60.0
     """Length of the sample made and published for the run."""
     size: str = "640x360"
@@ -162,10 +173,21 @@ def poisson_arrivals(count: int, rate: float, rng: random.Random) -> list[float]
     return arrivals
 
 
+def flash_arrivals(count: int, seconds: float, rng: random.Random) -> list[float]:
+    """A flash crowd: ``count`` instants uniform in ``[0, seconds]``, sorted, the first at 0."""
+    if count < 0 or seconds < 0:
+        raise ValueError("count and seconds must be >= 0")
+    instants = sorted(rng.uniform(0.0, seconds) for _ in range(count))
+    return [round(instant - instants[0], 3) for instant in instants]
+
+
 def plan_viewers(options: StreamingOptions) -> list[ViewerSpec]:
     """The viewers of every strategy's run: same arrivals, same regions (seeded)."""
     rng = random.Random(options.seed)
-    arrivals = poisson_arrivals(options.viewers, options.rate, rng)
+    if options.arrivals == "flash":
+        arrivals = flash_arrivals(options.viewers, options.flash_seconds, rng)
+    else:
+        arrivals = poisson_arrivals(options.viewers, options.rate, rng)
     return [
         ViewerSpec(index=number + 1, region=rng.choice(REGIONS), arrival=arrival)
         for number, arrival in enumerate(arrivals)
@@ -244,6 +266,7 @@ def summarise_viewers(
         "failed": viewers - len(finished),
         "failures": sorted({str(r.get("reason")) for r in results if r.get("event") != "done"})[:5],
         "startup_median_s": percentile(startups, 50),
+        "startup_p90_s": percentile(startups, 90),
         "startup_p95_s": percentile(startups, 95),
         "join_median_s": percentile(joins, 50),
         "join_p95_s": percentile(joins, 95),
@@ -272,7 +295,21 @@ def summarise_viewers(
             "edge_failures": sum(int(agent["edge_failures"]) for agent in agents),
             "hash_failures": sum(int(agent["hash_failures"]) for agent in agents),
             "bans": sum(int(agent["bans"]) for agent in agents),
+            "downloaded": sum(int(agent.get("downloaded", 0)) for agent in agents),
+            "played": sum(int(agent.get("played", 0)) for agent in agents),
         }
+        wasted: dict[str, int] = {}
+        for agent in agents:
+            for reason, count in (agent.get("wasted") or {}).items():
+                wasted[reason] = wasted.get(reason, 0) + int(count)
+        record["wasted_bytes"] = wasted
+        ratios = [
+            int(agent.get("downloaded", 0)) / int(agent["played"])
+            for agent in agents
+            if agent.get("played")
+        ]
+        record["download_ratio_max"] = max(ratios, default=None)
+        record["download_ratio_median"] = percentile(ratios, 50)
     record["per_viewer"] = [_viewer_row(result) for result in results]
     return record
 
@@ -283,6 +320,8 @@ def _viewer_row(result: dict[str, Any]) -> dict[str, Any]:
         source: int(report.get(f"bytes_from_{source}", 0))
         for source in ("peers", "edges", "origin")
     }
+    agent = result.get("agent") or {}
+    played = int(agent.get("played", 0))
     return {
         "viewer": result.get("viewer"),
         "region": result.get("region"),
@@ -296,6 +335,9 @@ def _viewer_row(result: dict[str, Any]) -> dict[str, Any]:
         "bitrate_kbps": report.get("avg_bitrate_kbps", 0.0),
         **{f"bytes_{source}": count for source, count in received.items()},
         "renditions": report.get("renditions", []),
+        "downloaded": int(agent.get("downloaded", 0)) if agent else None,
+        "download_ratio": int(agent.get("downloaded", 0)) / played if played else None,
+        "wasted": sum(int(n) for n in (agent.get("wasted") or {}).values()) if agent else None,
     }
 
 
@@ -334,6 +376,23 @@ def goal_sentences(records: Sequence[dict[str, Any]]) -> list[str]:
             f"{hybrid['cdn_egress_bytes'] / cdn['cdn_egress_bytes']:.3f}x cdn-only's "
             f"{format_size(cdn['cdn_egress_bytes'])} (the baseline, measured in the same run)."
         )
+    worst = hybrid.get("download_ratio_max")
+    if worst is not None:
+        verdict = "met" if worst <= GOAL_DOWNLOAD_RATIO else "NOT met"
+        sentences.append(
+            f"Downloaded / played at V={viewers}: worst viewer {worst:.3f}, median "
+            f"{hybrid['download_ratio_median']:.3f} (goal <= {GOAL_DOWNLOAD_RATIO}: {verdict}); "
+            f"wasted {format_size(sum((hybrid.get('wasted_bytes') or {}).values()))}."
+        )
+    if cdn is not None:
+        for key, what in (("startup_median_s", "median"), ("startup_p90_s", "p90")):
+            ours, theirs = hybrid.get(key), cdn.get(key)
+            if ours is not None and theirs:
+                verdict = "met" if ours <= GOAL_STARTUP_RATIO * theirs else "NOT met"
+                sentences.append(
+                    f"Startup {what} at V={viewers}: hybrid {ours:.2f} s = {ours / theirs:.2f}x "
+                    f"cdn-only's {theirs:.2f} s (goal <= {GOAL_STARTUP_RATIO}x: {verdict})."
+                )
     startup = hybrid.get("startup_median_s")
     if startup is not None:
         verdict = "met" if startup < GOAL_STARTUP_S else "NOT met"
@@ -364,6 +423,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate", type=float, default=defaults.rate, help="mean arrivals per second (default 1)"
     )
+    parser.add_argument(
+        "--arrivals",
+        choices=ARRIVALS,
+        default=defaults.arrivals,
+        help="poisson (at --rate) or flash: every viewer within --flash seconds (default poisson)",
+    )
+    parser.add_argument("--flash", default="2s", help="span of a flash crowd's arrivals (2s)")
     parser.add_argument(
         "--video-seconds",
         type=float,
@@ -441,6 +507,8 @@ def options_from_args(args: argparse.Namespace) -> StreamingOptions:
             viewers=args.viewers,
             strategies=tuple(part.strip() for part in args.strategies.split(",") if part.strip()),
             rate=args.rate,
+            arrivals=args.arrivals,
+            flash_seconds=parse_duration(args.flash),
             video_seconds=args.video_seconds,
             size=args.size,
             ladder=args.ladder,
@@ -481,6 +549,10 @@ def check_options(options: StreamingOptions) -> None:
         raise UsageError(f"--viewers must be 1..{MAX_VIEWERS}")
     if options.rate <= 0 or math.isnan(options.rate):
         raise UsageError("--rate must be > 0 viewers per second")
+    if options.arrivals not in ARRIVALS:
+        raise UsageError(f"--arrivals: unknown {options.arrivals!r} (known: {', '.join(ARRIVALS)})")
+    if not 0 <= options.flash_seconds <= 600:
+        raise UsageError("--flash must be 0..600 seconds")
     if options.video_seconds < 2:
         raise UsageError("--video-seconds must be at least one 2 s segment")
     if not 1 <= options.edges <= 8:
@@ -532,7 +604,7 @@ def run_benchmark(
     from seedcast.bench._streaming_run import run_strategy
     from seedcast.bench.report import progress_bar as new_progress_bar
     from seedcast.bench.report import write_results
-    from seedcast.peer.testing import published_library
+    from seedcast.testing.streaming import published_library
 
     check_options(options)
     out.mkdir(parents=True, exist_ok=True)
@@ -668,7 +740,8 @@ def line(record: dict[str, Any]) -> str:
     ratio = record.get("stall_ratio")
     return (
         f"{record['strategy']:>7} V={record['viewers']:<3} startup median "
-        f"{_seconds(record['startup_median_s'])} s p95 {_seconds(record['startup_p95_s'])} s, "
+        f"{_seconds(record['startup_median_s'])} s p90 {_seconds(record.get('startup_p90_s'))} s "
+        f"p95 {_seconds(record['startup_p95_s'])} s, "
         f"stall ratio {'-' if ratio is None else f'{ratio:.2%}'}, "
         f"P2P {'-' if share is None else f'{share:.0%}'}, "
         f"CDN egress {format_size(record['cdn_egress_bytes'])}, "
@@ -685,8 +758,10 @@ def print_table(console: Any, records: Sequence[dict[str, Any]]) -> None:
         return
     table = Table(
         title=TITLE,
-        caption="startup / p95: manifest to first frame, median / 95th percentile (s); "
-        "join: arrival to first frame, median (s); stalls: stall time / play time",
+        caption="startup / p90: manifest to first frame, median / 90th percentile (s); "
+        "join: arrival to first frame, median (s); stalls: stall time / play time; "
+        "dl/played: bytes an agent downloaded per byte its player played (worst viewer); "
+        "wasted: downloaded bytes not needed (duplicates, hash failures, skipped)",
         box=box.SIMPLE_HEAD,
         collapse_padding=True,
         pad_edge=False,
@@ -696,12 +771,14 @@ def print_table(console: Any, records: Sequence[dict[str, Any]]) -> None:
         "strategy",
         "V",
         "startup",
-        "p95",
+        "p90",
         "join",
         "stalls",
         "kbit/s",
         "P2P",
         "CDN egress",
+        "dl/played",
+        "wasted",
         "done",
     ):
         table.add_column(column, justify="right")
@@ -709,16 +786,20 @@ def print_table(console: Any, records: Sequence[dict[str, Any]]) -> None:
         share = record.get("p2p_share")
         ratio = record.get("stall_ratio")
         bitrate = record.get("avg_bitrate_kbps")
+        worst = record.get("download_ratio_max")
+        wasted = record.get("wasted_bytes")
         table.add_row(
             record["strategy"],
             str(record["viewers"]),
             _seconds(record["startup_median_s"]),
-            _seconds(record["startup_p95_s"]),
+            _seconds(record.get("startup_p90_s")),
             _seconds(record["join_median_s"]),
             "-" if ratio is None else f"{ratio:.2%}",
             "-" if bitrate is None else f"{bitrate:.0f}",
             "-" if share is None else f"{share:.1%}",
             format_size(record["cdn_egress_bytes"]),
+            "-" if worst is None else f"{worst:.3f}",
+            "-" if wasted is None else format_size(sum(wasted.values())),
             f"{record['finished']}/{record['viewers']}",
         )
     console.print(table)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from seedcast.launcher._orphan import guard_against_orphaning
+from seedcast.orphan import guard_against_orphaning
 
 
 def main(argv: list[str]) -> int:

@@ -23,10 +23,10 @@ from pathlib import Path
 import trio
 from seedcast.config import load_config
 from seedcast.errors import SeedcastError
-from seedcast.launcher.commands import build_summary
 from seedcast.launcher.plan import ClusterPlan
 from seedcast.launcher.state import CLUSTER_ID_ENV
 from seedcast.launcher.supervisor import Supervisor
+from seedcast.launcher.up import build_summary
 from seedcast.logs import setup_logging
 
 

@@ -24,6 +24,9 @@ from typing import Any
 
 from seedcast.config import ClusterConfig
 from seedcast.errors import SeedcastError
+from seedcast.launcher.cluster import query_cluster, stop_cluster
+from seedcast.launcher.state import read_state
+from seedcast.launcher.status import process_table
 from seedcast.units import format_size
 
 DEMO_PLAY_SECONDS = 30.0
@@ -39,8 +42,7 @@ def demo_config(config: ClusterConfig, seconds: float) -> ClusterConfig:
 
 def run_demo(args: argparse.Namespace, config: ClusterConfig) -> int:
     from rich.console import Console
-    from seedcast.launcher.commands import query_cluster, run_up, stop_cluster
-    from seedcast.launcher.state import read_state
+    from seedcast.launcher.up import run_up  # a cycle: `up --demo` runs this, which runs `up`
 
     console = Console(highlight=False, width=max(130, Console().width))
     if config.peers.count < 1:
@@ -88,13 +90,12 @@ def _watch_viewers(
     """Refresh the live table until every viewer's player is done (or the deadline)."""
     from rich.console import Group
     from rich.live import Live
-    from seedcast.launcher.commands import _table
 
     rows: list[Mapping[str, Any]] = []
     with Live(console=console, auto_refresh=False) as live:
         while time.monotonic() < deadline:
             rows = list(query(state)["processes"])
-            live.update(Group(_table(rows, state), _viewer_table(rows)), refresh=True)
+            live.update(Group(process_table(rows, state), _viewer_table(rows)), refresh=True)
             viewers = _viewers(rows)
             if viewers and all(_player(row).get("state") in FINISHED for row in viewers):
                 break

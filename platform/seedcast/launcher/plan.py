@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from seedcast.config import ClusterConfig
+from seedcast.origin.library import Library
 from seedcast.units import parse_host_port
 
 
@@ -219,7 +220,6 @@ def _peer_spec(
 
 def published_torrent(config: ClusterConfig) -> Path | None:
     """The .torrent of the sample video in the library (else of any video), if published."""
-    from seedcast.origin.library import Library
 
     library = Library.for_data_dir(config.data_dir)
     try:

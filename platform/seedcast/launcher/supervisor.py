@@ -47,7 +47,7 @@ from seedcast.control import (
     open_control_listener,
     socket_path_for,
 )
-from seedcast.launcher._orphan import LAUNCHER_PID_ENV
+from seedcast.launcher.netns import teardown_recorded
 from seedcast.launcher.plan import ClusterPlan, ProcessSpec, Tier
 from seedcast.launcher.prometheus import Target, render_config, render_targets, write_atomically
 from seedcast.launcher.state import (
@@ -58,6 +58,7 @@ from seedcast.launcher.state import (
     write_state,
 )
 from seedcast.launcher.supervision import ProcessRecord, ProcessState, RestartPolicy
+from seedcast.orphan import LAUNCHER_PID_ENV
 from seedcast.roles import CONTROL_ENV, LOG_FILE_ENV
 
 log = logging.getLogger("seedcast.launcher")
@@ -212,8 +213,6 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 os.unlink(self.socket_path)
             if (self.run_dir / "netns.json").exists():  # up --netns: the network goes too
-                from seedcast.launcher.netns import teardown_recorded
-
                 teardown_recorded(self.run_dir)
 
     async def _cancel_on_stop(self, scope: trio.CancelScope) -> None:

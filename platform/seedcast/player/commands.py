@@ -1,10 +1,18 @@
-"""``seedcast play URL``: the headless player from the command line."""
+"""``seedcast play URL``: the headless player from the command line.
+
+The player knows nothing of viewer agents: ``--via-peer`` is added by
+:mod:`seedcast.agent.commands`, which owns the command and hands
+:func:`run_play` a ``via`` (the player streams through what it yields).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 from urllib.parse import urlsplit
 
 import trio
@@ -25,11 +33,6 @@ def configure_play(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print one JSON object with the QoE figures"
     )
     parser.add_argument(
-        "--via-peer",
-        action="store_true",
-        help="stream through a viewer agent started in this process (joins the swarm)",
-    )
-    parser.add_argument(
         "--dns",
         metavar="HOST:PORT",
         default=None,
@@ -46,7 +49,12 @@ def configure_play(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_play(args: argparse.Namespace, config: ClusterConfig) -> int:
+Via = Callable[[str, ClusterConfig, Any, "str | None"], AbstractAsyncContextManager[str]]
+"""``via(url, config, resolver, local_address)``: yields the URL to play instead of ``url``."""
+
+
+def run_play(args: argparse.Namespace, config: ClusterConfig, *, via: Via | None = None) -> int:
+    """Play ``args.url`` (through ``via`` when given); prints the QoE summary or JSON."""
     dns_server = args.dns or config.dns.server
     try:
         parse_host_port(dns_server, default_port=53)
@@ -64,7 +72,7 @@ def run_play(args: argparse.Namespace, config: ClusterConfig) -> int:
         seconds=args.seconds, max_buffer_seconds=args.max_buffer, local_address=args.local_address
     )
     try:
-        report = trio.run(_play, args, config, options, dns_server)
+        report = trio.run(_play, args, config, options, dns_server, via)
     except Exception as error:
         if args.json:  # scripts get the object with its error too; the CLI prints the line
             failed = PlayerReport(url=args.url, abr=args.abr, error=_message(error))
@@ -81,7 +89,11 @@ def run_play(args: argparse.Namespace, config: ClusterConfig) -> int:
 
 
 async def _play(
-    args: argparse.Namespace, config: ClusterConfig, options: PlayerOptions, dns_server: str
+    args: argparse.Namespace,
+    config: ClusterConfig,
+    options: PlayerOptions,
+    dns_server: str,
+    via: Via | None,
 ) -> PlayerReport:
     from seedcast.http11 import HttpClient
     from seedcast.resolver import StubResolver
@@ -90,13 +102,9 @@ async def _play(
     client = HttpClient(connect_timeout=3.0, read_timeout=10.0)
     url = args.url
     try:
-        if args.via_peer:
-            from seedcast.agent.server import open_agent_for
-
-            async with open_agent_for(
-                url, config, resolver=resolver, local_address=args.local_address
-            ) as agent_url:
-                return await play(agent_url, make_abr(args.abr), client, options=options)
+        if via is not None:
+            async with via(url, config, resolver, args.local_address) as via_url:
+                return await play(via_url, make_abr(args.abr), client, options=options)
         return await play(
             url, make_abr(args.abr), client, options=options, resolve=resolver.resolve_endpoint
         )

@@ -11,11 +11,10 @@ Many players run in one trio process (the load tests do): each gets its own
 connections from the shared :class:`HttpClient` pool, keyed by its local
 address.
 
-Where bytes came from is read from response headers: a viewer agent says
-how many bytes of the response came from peers, edges and the origin
-(``X-Seedcast-Bytes-Peer`` / ``-Edge`` / ``-Origin``); otherwise
-an edge's response carries ``X-Cache`` (HIT, MISS, ...) and the origin's
-does not; ``X-Served-By`` names the server.
+Where bytes came from is read from response headers with
+:mod:`seedcast.provenance`: a viewer agent's response splits its bytes by
+source (seed and viewer peers both count as peers here); otherwise an edge's
+response is told from the origin's by ``X-Cache``.
 """
 
 from __future__ import annotations
@@ -28,17 +27,17 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import trio
+from seedcast.dash import Manifest, Representation, parse_manifest
 from seedcast.errors import ConnectError, RemoteProtocolError, SeedcastError, TransportError
 from seedcast.http11 import Headers, HttpClient
 from seedcast.player.abr import Abr, AbrObservation
-from seedcast.player.mpd import Manifest, Representation, parse_manifest
 from seedcast.player.playback import Playback
+from seedcast.provenance import PEER, SERVED_BY, Source, agent_split, cdn_source
 
 log = logging.getLogger("seedcast.player")
 
 Resolve = Callable[[str, int | None], Awaitable[tuple[str, int]]]
 """(host, port from the URL or None) -> (address, port): StubResolver.resolve_endpoint."""
-SOURCES = ("peers", "edges", "origin")
 
 
 @dataclass(slots=True)
@@ -252,20 +251,19 @@ def _hint(status: int) -> str:
 
 
 def _account(report: PlayerReport, headers: Headers, size: int) -> None:
-    split = {source: headers.get(f"x-seedcast-bytes-{source.rstrip('s')}") for source in SOURCES}
-    if any(value is not None for value in split.values()):
-        for source, value in split.items():
-            _add(report, source, int(value) if value and value.isdigit() else 0)
+    split = agent_split(headers)
+    if split is not None:
+        report.bytes_from_peers += split[Source.SEED] + split[Source.VIEWER] + split[PEER]
+        report.bytes_from_edges += split[Source.EDGE]
+        report.bytes_from_origin += split[Source.ORIGIN]
         served_by = "agent"
     else:
-        served_by = headers.get("x-served-by") or "unknown"
-        _add(report, "edges" if "x-cache" in headers else "origin", size)
+        served_by = headers.get(SERVED_BY) or "unknown"
+        if cdn_source(headers) is Source.EDGE:
+            report.bytes_from_edges += size
+        else:
+            report.bytes_from_origin += size
     report.served_by[served_by] = report.served_by.get(served_by, 0) + size
-
-
-def _add(report: PlayerReport, source: str, size: int) -> None:
-    name = f"bytes_from_{source}"
-    setattr(report, name, getattr(report, name) + size)
 
 
 def _is_address(host: str) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from typing import Any
 
 import pytest
 from seedcast.bench.distribution import DistributionOptions, run_benchmark
+from seedcast.launcher.state import pid_alive
+from seedcast.testing.processes import processes_mentioning
 from seedcast.units import KiB, MiB
 
 pytestmark = pytest.mark.slow
@@ -39,18 +40,6 @@ BURST_SECONDS = 0.05
 """A token bucket left idle holds this many seconds of its rate (seedcast.ratelimit)."""
 INGRESS_SLACK = 128 * KiB
 """Bytes a client may have received but not yet charged to its bucket when it finishes."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return status != "Z"
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +132,7 @@ def test_every_process_is_stopped(small_run: tuple[Path, list[dict[str, Any]]]) 
     pids = [pid for record in records for pid in record["pids"]]
     # origin, 2 workers | origin, 2 edges, 2 workers | tracker, seed, 2 workers | + origin, 2 edges
     assert len(pids) == 2 * (3 + 5 + 4 + 7)
-    assert [pid for pid in pids if _alive(pid)] == []
+    assert [pid for pid in pids if pid_alive(pid)] == []
 
 
 def test_libtorrent_reference_runs_under_the_same_caps(tmp_path: Path) -> None:
@@ -168,20 +157,6 @@ def test_libtorrent_reference_runs_under_the_same_caps(tmp_path: Path) -> None:
         assert record["measured_s"] >= record["bound_s"] - BURST_SECONDS - 0.01
     assert theirs["bound_s"] == ours["bound_s"]
     assert "p2p (libtorrent) took" in (tmp_path / "report.html").read_text()
-
-
-def _our_processes(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in command and _alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path: Path) -> None:
@@ -219,4 +194,4 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(tmp_path: Path) -> None:
     document = json.loads((out / "results.json").read_text())
     assert [(run["strategy"], run["clients"]) for run in document["runs"]] == [("client-server", 2)]
     assert "client-server took" in (out / "report.html").read_text()
-    assert _our_processes(str(work)) == []
+    assert processes_mentioning(str(work)) == []

@@ -27,14 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from seedcast.bench.distribution import (
-    DistributionOptions,
-    RunSpec,
-    netns_links,
-    run_benchmark,
-)
+from seedcast.bench._distribution_plan import DistributionOptions, RunSpec, netns_links
+from seedcast.bench.distribution import run_benchmark
 from seedcast.cli import main
 from seedcast.errors import SeedcastError
+from seedcast.launcher.state import pid_alive
+from seedcast.testing.processes import processes_mentioning
 from seedcast.units import MiB
 
 # Client-server times are set by one capped link and agree within 1% here, so
@@ -81,14 +79,6 @@ def netns_ready() -> None:
     reason = _why_not()
     if reason is not None:
         pytest.skip(reason)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return status != "Z"
 
 
 def _left_behind(prefix: str) -> dict[str, list[str]]:
@@ -208,7 +198,7 @@ def test_no_namespace_or_process_is_left_behind(
         pid for _, records in both_runs.values() for record in records for pid in record["pids"]
     ]
     assert pids
-    assert [pid for pid in pids if _alive(pid)] == []
+    assert [pid for pid in pids if pid_alive(pid)] == []
 
 
 @pytest.mark.slow
@@ -254,17 +244,4 @@ def test_ctrl_c_removes_the_network(netns_ready: None, tmp_path: Path) -> None:
     ]
     for prefix in prefixes:
         assert _left_behind(prefix) == {}
-    assert _processes_mentioning(str(work)) == []
-
-
-def _processes_mentioning(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker.encode() in command and _alive(int(entry.name)):
-                found.append(int(entry.name))
-    return found
+    assert processes_mentioning(str(work)) == []

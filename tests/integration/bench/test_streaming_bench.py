@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from seedcast.bench.streaming import StreamingOptions, plan_viewers, run_benchmark
-from seedcast.player.mpd import parse_manifest
+from seedcast.dash import parse_manifest
+from seedcast.launcher.state import pid_alive
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +33,6 @@ OPTIONS = StreamingOptions(
     block=190,
     run_timeout=45.0,
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return status != "Z"
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +103,14 @@ def test_bytes_add_up(small_run: tuple[Path, Path, list[dict[str, Any]]]) -> Non
     cdn, hybrid = records
     assert cdn["bytes"]["peers"] == 0
     agents = hybrid["agents"]
-    # Pieces counted as fetched from peers were sent by some viewer (whole pieces,
-    # padding included, so they are at least what the players were handed).
+    # Pieces counted as fetched from peers were sent by some viewer (piece data up to
+    # the end of its file, so they are at least what the players were handed).
     assert agents["uploaded"] >= agents["fetched_from_peers"] >= hybrid["bytes"]["peers"]
     assert agents["hash_failures"] == 0
+    # What the agents downloaded, their players played (nothing fetched twice).
+    assert agents["downloaded"] >= agents["played"] > 0
+    assert hybrid["download_ratio_max"] is not None
+    assert set(hybrid["wasted_bytes"]) == {"duplicate", "hash", "skipped"}
 
 
 def test_shares_and_ratios_are_fractions(
@@ -157,4 +149,4 @@ def test_no_process_outlives_the_run(small_run: tuple[Path, Path, list[dict[str,
     _, _, records = small_run
     for record in records:
         assert record["pids"]
-        assert not [pid for pid in record["pids"] if _alive(pid)]
+        assert not [pid for pid in record["pids"] if pid_alive(pid)]

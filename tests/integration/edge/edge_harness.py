@@ -16,10 +16,10 @@ from typing import Any
 
 import trio
 from seedcast.config import ClusterConfig
-from seedcast.edge.caching import format_http_date
 from seedcast.edge.proxy import Edge
 from seedcast.edge.server import EdgeOptions, serve
 from seedcast.http11 import HttpServer, Request, Response
+from seedcast.http11.semantics import http_date
 
 START = 1_700_000_000.0
 
@@ -90,13 +90,13 @@ class ScriptedOrigin:
             return Response(404, [("Content-Type", "text/plain")], b"no such thing\n")
         if resource.hold_head is not None:
             await resource.hold_head.wait()
-        headers = [("Date", format_http_date(self.clock()))]
+        headers = [("Date", http_date(self.clock()))]
         if resource.cache_control is not None:
             headers.append(("Cache-Control", resource.cache_control))
         if resource.etag is not None:
             headers.append(("ETag", resource.etag))
         if resource.last_modified is not None:
-            headers.append(("Last-Modified", format_http_date(resource.last_modified)))
+            headers.append(("Last-Modified", http_date(resource.last_modified)))
         headers.extend(resource.headers)
         if resource.etag is not None and request.headers.get("if-none-match") == resource.etag:
             return Response(304, headers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from seedcast.edge.proxy import BodyInterrupted, Fill, FillState
+from seedcast.edge.fill import BodyInterrupted, Fill, FillState
 
 
 async def collect(fill: Fill, start: int = 0, end: int | None = None) -> bytes:

@@ -12,7 +12,7 @@ from seedcast.config import ClusterConfig
 from seedcast.http11 import HttpClient
 from seedcast.origin.library import Library
 from seedcast.origin.server import serve as serve_origin
-from seedcast.origin.testing import SYNTHETIC_VERSION, segment_bytes, write_synthetic_video
+from seedcast.testing.origin import SYNTHETIC_VERSION, segment_bytes, write_synthetic_video
 
 
 async def test_segments_and_manifest_through_the_edge(
@@ -60,3 +60,46 @@ async def test_segments_and_manifest_through_the_edge(
     assert revalidated.headers["x-cache"] == "REVALIDATED"
     assert revalidated.content == manifest.content
     assert edge.edge.counters.revalidations == 1
+
+
+async def test_origin_and_edge_answer_ranges_alike(
+    nursery: trio.Nursery, config: ClusterConfig, clock: FakeClock, client: HttpClient,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Huge numbers, HEAD with Range, conditionals: the same status and Content-Range."""
+    data = tmp_path / "library"
+    write_synthetic_video(Library.for_data_dir(data), "sample")
+    origin_config = dataclasses.replace(
+        config, cluster=dataclasses.replace(config.cluster, data_dir=str(data))
+    )
+    addresses = await nursery.start(
+        lambda task_status: serve_origin(
+            origin_config, "origin", listen="127.0.0.1:0", task_status=task_status
+        )
+    )
+    clock.now = time.time()
+    edge = await start_edge(nursery, config, clock, origin=f"http://{addresses[0]}")
+    segment = f"/sample/chunk-{SYNTHETIC_VERSION}-0-00001.m4s"
+    origin_url = f"http://{addresses[0]}{segment}"
+    etag = (await client.request("GET", origin_url)).headers["etag"]
+    huge = "9" * 40
+    cases: list[tuple[str, list[tuple[str, str]]]] = [
+        ("GET", [("Range", f"bytes=0-{huge}")]),
+        ("GET", [("Range", f"bytes={huge}-")]),
+        ("GET", [("Range", f"bytes=-{huge}")]),
+        ("GET", [("Range", "bytes=" + "1" * 300 + "-")]),
+        ("GET", [("Range", "bytes=0-1,4-5")]),
+        ("HEAD", [("Range", "bytes=0-9")]),
+        ("GET", [("Range", "bytes=0-9"), ("If-Range", '"stale"')]),
+        ("GET", [("If-None-Match", etag)]),
+        ("GET", [("If-Match", '"stale"')]),
+    ]
+    for _ in range(2):  # the edge's first answer streams its fill, the second is a hit
+        for method, headers in cases:
+            at_origin = await client.request(method, origin_url, headers=headers)
+            at_edge = await client.request(method, edge.url + segment, headers=headers)
+            assert (at_edge.status, at_edge.headers.get("content-range")) == (
+                at_origin.status,
+                at_origin.headers.get("content-range"),
+            ), (method, headers)
+            assert at_edge.content == at_origin.content, (method, headers)

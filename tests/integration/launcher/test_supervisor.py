@@ -10,12 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +22,7 @@ import pytest
 import trio
 from seedcast.config import ClusterConfig
 from seedcast.control import ControlChannel, ControlError, connect_control
+from seedcast.launcher.cluster import wait_pids_gone
 from seedcast.launcher.plan import ClusterPlan, ProcessSpec, Tier
 from seedcast.launcher.state import pid_alive, read_state
 from seedcast.launcher.supervision import RestartPolicy
@@ -36,7 +35,7 @@ def dummy_spec(name: str, *options: str, tier: Tier = Tier.EDGES) -> ProcessSpec
     argv = (
         sys.executable,
         "-m",
-        "seedcast.launcher._dummy",
+        "seedcast.testing.dummy_role",
         "--role",
         "edge",
         "--name",
@@ -67,28 +66,6 @@ async def running(
         finally:
             supervisor.request_stop()
             await client.aclose()
-
-
-def pidfds_gone(pids: list[int], timeout: float) -> list[int]:
-    """Pids still alive after waiting up to ``timeout`` on their pidfds."""
-    descriptors = {}
-    for pid in pids:
-        try:
-            descriptors[os.pidfd_open(pid)] = pid
-        except ProcessLookupError:
-            continue
-    poller = select.poll()
-    for descriptor in descriptors:
-        poller.register(descriptor, select.POLLIN)
-    deadline = time.monotonic() + timeout
-    remaining = dict(descriptors)
-    while remaining and time.monotonic() < deadline:
-        for descriptor, _ in poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
-            poller.unregister(descriptor)
-            remaining.pop(descriptor)
-    for descriptor in descriptors:
-        os.close(descriptor)
-    return [pid for pid in remaining.values() if pid_alive(pid)]
 
 
 async def test_ready_status_restart_and_clean_stop(config: ClusterConfig) -> None:
@@ -129,7 +106,7 @@ async def test_ready_status_restart_and_clean_stop(config: ClusterConfig) -> Non
 
         log_text = (config.run_dir / "logs" / "edge-a.log").read_text()
         assert log_text.count(" ready addresses=") == 2
-    assert pidfds_gone(pids, 0) == []
+    assert wait_pids_gone(pids, 0) == []
     assert read_state(config.run_dir) is None
     assert not os.path.exists(supervisor.socket_path)  # noqa: ASYNC240
     assert not (config.run_dir / "prometheus" / "targets.json").exists()
@@ -184,7 +161,7 @@ LAUNCHER_SCRIPT = textwrap.dedent(
     config = dataclasses.replace(base, cluster=dataclasses.replace(
         base.cluster, data_dir=str(run_dir / "data"), run_dir=str(run_dir)))
     specs = tuple(
-        ProcessSpec("edge", name, (sys.executable, "-m", "seedcast.launcher._dummy", "--name",
+        ProcessSpec("edge", name, (sys.executable, "-m", "seedcast.testing.dummy_role", "--name",
                     name, "--listen", "127.0.0.1:0"), "127.0.0.1:0", tier=Tier.EDGES)
         for name in ("one", "two", "three"))
     supervisor = Supervisor(config, ClusterPlan(specs), config_file=run_dir / "cluster.toml")
@@ -210,7 +187,7 @@ def test_children_die_with_a_sigkilled_launcher(tmp_path: Path) -> None:
         assert all(pid_alive(pid) for pid in pids)
         launcher.kill()
         launcher.wait()
-        assert pidfds_gone(pids, 2.0) == []
+        assert wait_pids_gone(pids, 2.0) == []
     finally:
         launcher.kill()
         launcher.wait()

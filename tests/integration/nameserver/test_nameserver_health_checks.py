@@ -13,7 +13,7 @@ import trio
 from nameserver_harness import Running, TinyEdge, start_edge, start_nameserver
 from seedcast.config import config_from_mapping
 from seedcast.nameserver.health import EdgeState
-from seedcast.nameserver.testing import example_mapping
+from seedcast.testing.nameserver import example_mapping
 
 ORIGIN = "127.0.10.1"
 

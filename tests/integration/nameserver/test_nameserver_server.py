@@ -14,7 +14,7 @@ import dns.resolver
 import pytest
 import trio
 from nameserver_harness import Running, frame, http_get, read_frame, start_nameserver
-from seedcast.nameserver.testing import example_config
+from seedcast.testing.nameserver import example_config
 
 
 @pytest.fixture

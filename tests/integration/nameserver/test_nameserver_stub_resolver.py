@@ -6,8 +6,8 @@ import pytest
 import trio
 from nameserver_harness import Running, start_nameserver
 from seedcast.errors import ReadTimeout
-from seedcast.nameserver.testing import example_config
 from seedcast.resolver import NameNotFound, NoAnswer, ServerFailure, StubResolver
+from seedcast.testing.nameserver import example_config
 
 
 @pytest.fixture

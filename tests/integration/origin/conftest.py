@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from seedcast.origin.testing import make_sample
+from seedcast.testing.origin import make_sample
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 import trio
+from seedcast.origin.app import OriginApp
+from seedcast.origin.files import INDEX_RECHECK_SECONDS
 from seedcast.origin.library import Library
-from seedcast.origin.server import INDEX_RECHECK_SECONDS, OriginApp, serve
-from seedcast.origin.testing import SEGMENT_SIZE, config_for, segment_bytes, write_synthetic_video
-from seedcast.origin.testing import SYNTHETIC_VERSION as VERSION
+from seedcast.origin.server import serve
+from seedcast.testing.origin import SEGMENT_SIZE, config_for, segment_bytes, write_synthetic_video
+from seedcast.testing.origin import SYNTHETIC_VERSION as VERSION
 
 SECRET = b"TOP-SECRET-MARKER-6f1d"
 DASHJS_STANDIN = b"/* stand-in for dash.js */ var dashjs = {};\n"
@@ -306,7 +308,7 @@ async def test_only_plain_spellings_of_a_path_are_remembered(origin: Origin) -> 
     spellings = ["/movie/manifest.mpd", "/movie/manifest%2Empd", "/movie/m%61nifest.mpd"]
     for target in spellings * 2:
         assert (await origin.get(target)).status == 200
-    assert list(origin.app._paths) == ["/movie/manifest.mpd"]  # the memory bound holds
+    assert origin.app.files.remembered_paths() == ["/movie/manifest.mpd"]  # the memory bound holds
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from seedcast.origin.library import Library
-from seedcast.origin.testing import OriginProcess, write_synthetic_video
+from seedcast.testing.origin import OriginProcess, write_synthetic_video
 
 pytestmark = pytest.mark.slow
 

@@ -18,13 +18,13 @@ import pytest
 from lxml import etree
 from seedcast.origin.encoder import find_ffmpeg, probe_file
 from seedcast.origin.library import Library
-from seedcast.origin.testing import (
+from seedcast.peer.metainfo import Metainfo
+from seedcast.testing.origin import (
     make_sample,
     publish_cli,
     seedcast_command,
     write_synthetic_video,
 )
-from seedcast.peer.metainfo import Metainfo
 
 pytestmark = pytest.mark.slow
 

@@ -46,9 +46,13 @@ async def test_seed_to_leecher(small_torrent: TorrentFixture) -> None:
     assert {event.source for event in seen} == {"peer"}
     statistics = leecher.statistics()
     assert statistics.complete
-    assert statistics.bytes_downloaded == small_torrent.metainfo.total_length
+    # Trailing BEP 47 padding is never on the wire: each piece up to its file's end.
+    metainfo = small_torrent.metainfo
+    payload = sum(metainfo.piece_payload(index) for index in range(metainfo.piece_count))
+    assert payload < metainfo.total_length
+    assert statistics.bytes_downloaded == payload
     assert statistics.seconds_to_complete is not None
-    assert seed.statistics().bytes_uploaded == small_torrent.metainfo.total_length
+    assert seed.statistics().bytes_uploaded == payload
     assert not (small_torrent.tmp / "leecher" / "movie" / ".pad").exists()
 
 
@@ -95,7 +99,7 @@ async def test_resume_downloads_only_what_is_missing(small_torrent: TorrentFixtu
             await leecher.wait_complete()
             nursery.cancel_scope.cancel()
     small_torrent.assert_identical(small_torrent.tmp / "leecher")
-    expected = sum(metainfo.piece_size(index) for index in range(1, metainfo.piece_count, 2))
+    expected = sum(metainfo.piece_payload(index) for index in range(1, metainfo.piece_count, 2))
     assert leecher.statistics().bytes_downloaded == expected
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import trio
+from seedcast.dash import parse_manifest
 from seedcast.http11 import HttpClient
-from seedcast.origin.testing import OriginProcess, make_sample, publish_cli
 from seedcast.player.abr import make_abr
-from seedcast.player.mpd import parse_manifest
 from seedcast.player.session import PlaybackFailed, PlayerOptions, play
+from seedcast.testing.origin import OriginProcess, make_sample, publish_cli
 
 pytestmark = pytest.mark.slow
 

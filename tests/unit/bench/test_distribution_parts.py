@@ -13,16 +13,16 @@ import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
-from seedcast.bench._webseed import choose_piece
-from seedcast.bench.distribution import (
+from seedcast.bench._distribution_plan import (
     DistributionOptions,
     RunSpec,
-    _RunState,
-    _split,
-    _worker_count,
     check_options,
     plan_runs,
+    split_jobs,
+    worker_count,
 )
+from seedcast.bench._distribution_run import _RunState
+from seedcast.bench._webseed import choose_piece
 from seedcast.bench.report import reference_sentence, scale_sentence, summarise, write_results
 from seedcast.errors import UsageError
 from seedcast.units import MiB
@@ -71,10 +71,10 @@ def test_scenario_uses_the_server_rate_for_edges_unless_told() -> None:
 
 @given(clients=st.integers(1, 250), workers=st.integers(0, 20))
 def test_clients_are_spread_over_workers(clients: int, workers: int) -> None:
-    count = _worker_count(DistributionOptions(workers=workers), clients)
+    count = worker_count(DistributionOptions(workers=workers), clients)
     assert 1 <= count <= clients
     items = [{"index": k} for k in range(clients)]
-    jobs = _split(items, count)
+    jobs = split_jobs(items, count)
     assert sorted(item["index"] for job in jobs for item in job) == list(range(clients))
     assert max(map(len, jobs)) - min(map(len, jobs)) <= 1
 

@@ -19,6 +19,7 @@ from seedcast.bench.report import write_results
 from seedcast.bench.streaming import (
     StreamingOptions,
     check_options,
+    flash_arrivals,
     goal_sentences,
     percentile,
     plan_viewers,
@@ -70,6 +71,18 @@ def test_both_strategies_see_the_same_viewers() -> None:
 # -- figures -------------------------------------------------------------------------------
 
 
+def test_a_flash_crowd_arrives_within_its_span() -> None:
+    arrivals = flash_arrivals(50, 2.0, random.Random(4))
+    assert len(arrivals) == 50
+    assert arrivals[0] == 0.0
+    assert arrivals == sorted(arrivals)
+    assert arrivals[-1] <= 2.0
+    options = StreamingOptions(viewers=50, arrivals="flash", flash_seconds=2.0)
+    assert max(viewer.arrival for viewer in plan_viewers(options)) <= 2.0
+    with pytest.raises(ValueError, match="seconds"):
+        flash_arrivals(3, -1.0, random.Random(0))
+
+
 def test_percentile_interpolates() -> None:
     assert percentile([], 50) is None
     assert percentile([3.0], 95) == 3.0
@@ -93,8 +106,13 @@ def _report(peers: int, edges: int, *, stall: float = 0.0, startup: float | None
     }
 
 
-def _agent(uploaded: int, peer: int, edge: int) -> dict[str, Any]:
+def _agent(
+    uploaded: int, peer: int, edge: int, downloaded: int = 0, played: int = 0
+) -> dict[str, Any]:
     return {
+        "downloaded": downloaded,
+        "played": played,
+        "wasted": {"duplicate": downloaded - played, "hash": 0, "skipped": 0},
         "fetched": {"peer": peer, "edge": edge, "origin": 0, "cache": 0},
         "uploaded": uploaded,
         "edge_runs": 2,
@@ -107,9 +125,10 @@ def _agent(uploaded: int, peer: int, edge: int) -> dict[str, Any]:
 def test_a_strategy_record_from_viewer_messages() -> None:
     results = [
         {"event": "done", "viewer": 1, "region": "eu", "arrival_s": 0.0, "join_to_play_s": 0.7,
-         "report": _report(0, 1000), "agent": _agent(600, 0, 1100)},
+         "report": _report(0, 1000), "agent": _agent(600, 0, 1100, 1010, 1000)},
         {"event": "done", "viewer": 2, "region": "us", "arrival_s": 1.0, "join_to_play_s": 1.5,
-         "report": _report(900, 100, stall=1.0, startup=1.2), "agent": _agent(0, 950, 100)},
+         "report": _report(900, 100, stall=1.0, startup=1.2),
+         "agent": _agent(0, 950, 100, 1100, 1000)},
         {"event": "failed", "viewer": 3, "region": "eu", "arrival_s": 2.0, "reason": "stopped",
          "join_to_play_s": None, "report": None},
     ]  # fmt: skip
@@ -130,6 +149,12 @@ def test_a_strategy_record_from_viewer_messages() -> None:
     assert record["agents"]["fetched_from_edges"] == 1200
     assert [row["outcome"] for row in record["per_viewer"]] == ["done", "done", "failed"]
     assert record["per_viewer"][2]["bytes_peers"] == 0
+    # Downloaded per played byte: each viewer's, the worst and the median; waste by reason.
+    assert record["download_ratio_max"] == pytest.approx(1.1)
+    assert record["download_ratio_median"] == pytest.approx(1.055)
+    assert record["wasted_bytes"] == {"duplicate": 110, "hash": 0, "skipped": 0}
+    assert record["per_viewer"][0]["download_ratio"] == pytest.approx(1.01)
+    assert record["per_viewer"][2]["download_ratio"] is None
 
 
 def test_without_edge_counters_the_players_bytes_stand_for_cdn_egress() -> None:
@@ -168,6 +193,18 @@ def test_goal_sentences_judge_the_largest_v() -> None:
     assert "no worse: NOT met" in worse[1]
     assert "NOT met" in worse[2]
     assert goal_sentences([cdn]) == []
+    timed = goal_sentences(
+        [
+            {**cdn, "startup_median_s": 0.1, "startup_p90_s": 0.2},
+            {**hybrid, "startup_median_s": 0.11, "startup_p90_s": 0.3, "download_ratio_max": 1.05,
+             "download_ratio_median": 1.01, "wasted_bytes": {"duplicate": 5}},
+        ]
+    )  # fmt: skip
+    text = " ".join(timed)
+    assert "worst viewer 1.050, median 1.010 (goal <= 1.02: NOT met)" in text
+    assert "Startup median at V=50: hybrid 0.11 s = 1.10x cdn-only's 0.10 s" in text
+    assert "(goal <= 1.2x: met)" in text
+    assert "Startup p90 at V=50: hybrid 0.30 s = 1.50x" in text
 
 
 def test_run_state_counts_viewers_and_notices_a_worker_that_died() -> None:
@@ -202,6 +239,8 @@ def test_run_state_counts_viewers_and_notices_a_worker_that_died() -> None:
         ({"abr": "guess"}, "--abr"),
         ({"block": 250}, "--block"),
         ({"video_seconds": 1.0}, "--video-seconds"),
+        ({"arrivals": "stampede"}, "--arrivals"),
+        ({"flash_seconds": -1.0}, "--flash"),
     ],
 )
 def test_bad_options_are_usage_errors(changes: dict[str, Any], message: str) -> None:

@@ -7,15 +7,15 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from seedcast.edge.caching import format_http_date
 from seedcast.edge.store import OBJECT_OVERHEAD, CacheStore, FillSlot, object_key
+from seedcast.http11.semantics import http_date
 from seedcast.units import KiB
 
 NOW = 1_700_000_000.0
 
 
 def headers(*extra: tuple[str, str]) -> list[tuple[str, str]]:
-    return [("Cache-Control", "max-age=60"), ("Date", format_http_date(NOW)), *extra]
+    return [("Cache-Control", "max-age=60"), ("Date", http_date(NOW)), *extra]
 
 
 def put(

@@ -10,7 +10,7 @@ import dns.message
 import pytest
 from seedcast.config import ClusterConfig
 from seedcast.nameserver.answerer import Answerer, Transport
-from seedcast.nameserver.testing import example_config
+from seedcast.testing.nameserver import example_config
 
 Ask = Callable[..., dns.message.Message]
 

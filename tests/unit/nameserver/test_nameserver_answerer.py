@@ -19,7 +19,7 @@ import pytest
 from seedcast.config import ClusterConfig
 from seedcast.nameserver.answerer import Answerer, Transport
 from seedcast.nameserver.health import EdgeState
-from seedcast.nameserver.testing import example_config
+from seedcast.testing.nameserver import example_config
 
 Ask = Callable[..., dns.message.Message]
 EU_EDGES = {"127.0.20.1", "127.0.20.3"}

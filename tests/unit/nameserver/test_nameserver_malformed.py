@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from seedcast.nameserver.answerer import Answerer, Transport
-from seedcast.nameserver.testing import example_config
+from seedcast.testing.nameserver import example_config
 
 ANSWERER = Answerer(example_config(rate_limit=0.0), rng=random.Random(1))
 VALID = [

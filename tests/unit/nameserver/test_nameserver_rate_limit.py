@@ -9,7 +9,7 @@ import dns.message
 import pytest
 from seedcast.nameserver.answerer import Answerer, Transport
 from seedcast.nameserver.rate_limit import RateDecision, ResponseRateLimiter
-from seedcast.nameserver.testing import example_config
+from seedcast.testing.nameserver import example_config
 
 
 def test_burst_then_limited_with_slip_every_second() -> None:

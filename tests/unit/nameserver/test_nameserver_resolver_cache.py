@@ -8,8 +8,8 @@ import dns.message
 import dns.name
 import dns.rdatatype
 from seedcast.nameserver.answerer import Answerer, Transport
-from seedcast.nameserver.testing import example_config
 from seedcast.resolver import EntryKind, ResolverCache
+from seedcast.testing.nameserver import example_config
 
 A = dns.rdatatype.A
 

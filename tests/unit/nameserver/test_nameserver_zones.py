@@ -13,8 +13,8 @@ import pytest
 from seedcast.config import ZoneConfig, config_from_mapping
 from seedcast.errors import ConfigError
 from seedcast.nameserver.answerer import Answerer, Transport
-from seedcast.nameserver.testing import example_mapping
 from seedcast.nameserver.zones import Found, load_zones, zone_config_from_file
+from seedcast.testing.nameserver import example_mapping
 
 MASTER_FILE = """$ORIGIN example.test.
 $TTL 600
