@@ -278,6 +278,8 @@ def test_readme_commands_work_as_printed(tmp_path: Path) -> None:
             f"{address} is taken: is a demo cluster running? (`seedcast down` it)"
         )
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    # As in a clone: lines that read the finished benchmark results name them relatively.
+    (tmp_path / "benchmarks").symlink_to(REPO / "benchmarks")
     shell = Shell(tmp_path, tool_dirs(tmp_path))
     with default_cluster(tmp_path, shell):
         results = run_lines(lines, shell)

@@ -10,7 +10,7 @@ import dns.rcode
 import dns.rdatatype
 from seedcast.config import config_from_mapping
 from seedcast.nameserver.answerer import Answerer, Transport
-from seedcast.nameserver.testing import example_mapping
+from seedcast.testing.nameserver import example_mapping
 
 Ask = Callable[..., dns.message.Message]
 
