@@ -57,6 +57,7 @@ from seedcast.edge.router import (
     Revalidate,
     Stale,
     plain_hit_age,
+    refusal,
     route,
 )
 from seedcast.edge.settings import EdgeSettings
@@ -159,29 +160,32 @@ class Edge:
             and (method == "GET" or method == "HEAD")
             and target[:1] == "/"
         )
+        facts: RequestFacts | None = None
+        if not accepted or via is not None:
+            # Refused requests never reach the cache (a lookup counts as a use).
+            facts = self._facts(request, hosts, via, caching_fields, accepted)
+            refused = refusal(facts, rules=self.settings.hosts, via_token=self._via)
+            if refused is not None:
+                self.counters.refused_requests += 1
+                extra = [("Allow", refused.allow)] if refused.allow else []
+                return self._local(refused.status, refused.reason, extra)
+            if (
+                not accepted
+                and len(hosts) == 1
+                and len(self._accepted_hosts) < _ACCEPTED_HOSTS_KEPT
+            ):
+                self._accepted_hosts.add(hosts[0])
         now = self.clock()
+        self.requests_rate.add(1, now)
         primary = target if target[:1] == "/" else _origin_form(request)
         obj = self.store.lookup(primary, pairs)
-        if (
-            accepted
-            and obj is not None
-            and not caching_fields
-            and (via is None or self._via not in via)
-        ):
+        if obj is not None and not caching_fields:
             fast = self._fast_hit(obj, now, method)
             if fast is not None:
-                self.requests_rate.add(1, now)
                 return fast
-        policy = describe_request(pairs) if caching_fields else DEFAULT_REQUEST
-        facts = RequestFacts(method, target, request.version, tuple(hosts), via, policy, accepted)
+        if facts is None:
+            facts = self._facts(request, hosts, via, caching_fields, accepted)
         decision = route(facts, obj, now, rules=self.settings.hosts, via_token=self._via)
-        if isinstance(decision, Refuse) and decision.refused:
-            self.counters.refused_requests += 1
-            extra = [("Allow", decision.allow)] if decision.allow else []
-            return self._local(decision.status, decision.reason, extra)
-        if not accepted and len(hosts) == 1 and len(self._accepted_hosts) < _ACCEPTED_HOSTS_KEPT:
-            self._accepted_hosts.add(hosts[0])
-        self.requests_rate.add(1, now)
         if isinstance(decision, Refuse):
             return self._local(decision.status, decision.reason)
         if isinstance(decision, Hit):
@@ -199,6 +203,15 @@ class Edge:
         if isinstance(decision, Pass):
             return await self._pass(request, primary, pairs)
         return await self._miss(request, primary, pairs)
+
+    @staticmethod
+    def _facts(
+        request: Request, hosts: list[str], via: str | None, caching_fields: bool, accepted: bool
+    ) -> RequestFacts:
+        policy = describe_request(request.headers.items()) if caching_fields else DEFAULT_REQUEST
+        return RequestFacts(
+            request.method, request.target, request.version, tuple(hosts), via, policy, accepted
+        )
 
     # -- cache hits -----------------------------------------------------------------
     def _fast_hit(self, obj: CachedObject, now: float, method: str) -> Response | None:

@@ -47,6 +47,7 @@ __all__ = [
     "Route",
     "Stale",
     "plain_hit_age",
+    "refusal",
     "route",
 ]
 
@@ -124,15 +125,9 @@ def route(
     request: RequestFacts, stored: S | None, now: float, *, rules: HostRules, via_token: str
 ) -> Route[S]:
     """Decide one request. ``via_token`` is this edge's ``Via`` entry (``1.1 <name>``)."""
-    if not request.host_accepted:
-        refusal = check_request(
-            request.method, request.target, request.version, list(request.hosts), rules
-        )
-        if refusal is not None:
-            allow = "GET, HEAD" if refusal.status == 405 else None
-            return Refuse(refusal.status, refusal.reason, allow)
-    if request.via is not None and via_token in request.via:
-        return Refuse(508, "request loop: this edge is already in Via")
+    refused = refusal(request, rules=rules, via_token=via_token)
+    if refused is not None:
+        return refused
     policy = request.policy
     if policy.no_store:
         return Pass("no-store")
@@ -154,6 +149,24 @@ def route(
     if policy.authorization:
         return Pass("authorization")
     return Miss()
+
+
+def refusal(request: RequestFacts, *, rules: HostRules, via_token: str) -> Refuse | None:
+    """The first step of :func:`route`: may the edge serve this request at all?
+
+    The shell asks it before looking the request up, so that a refused request
+    never touches the cache (a lookup counts as a use for eviction).
+    """
+    if not request.host_accepted:
+        refused = check_request(
+            request.method, request.target, request.version, list(request.hosts), rules
+        )
+        if refused is not None:
+            allow = "GET, HEAD" if refused.status == 405 else None
+            return Refuse(refused.status, refused.reason, allow)
+    if request.via is not None and via_token in request.via:
+        return Refuse(508, "request loop: this edge is already in Via")
+    return None
 
 
 def plain_hit_age(policy: ResponsePolicy, now: float) -> float | None:

@@ -15,24 +15,28 @@ from seedcast.origin.server import serve as serve_origin
 from seedcast.testing.origin import SYNTHETIC_VERSION, segment_bytes, write_synthetic_video
 
 
-async def test_segments_and_manifest_through_the_edge(
-    nursery: trio.Nursery, config: ClusterConfig, clock: FakeClock, client: HttpClient,
-    tmp_path: Path,
-) -> None:  # fmt: skip
+async def _start_origin(nursery: trio.Nursery, config: ClusterConfig, tmp_path: Path) -> str:
+    """The real origin serving a synthetic video "sample"; its host:port."""
     data = tmp_path / "library"
     write_synthetic_video(Library.for_data_dir(data), "sample")
     origin_config = dataclasses.replace(
         config, cluster=dataclasses.replace(config.cluster, data_dir=str(data))
     )
-    addresses = await nursery.start(
+    addresses: list[str] = await nursery.start(
         lambda task_status: serve_origin(
             origin_config, "origin", listen="127.0.0.1:0", task_status=task_status
         )
     )
+    return addresses[0]
+
+
+async def test_segments_and_manifest_through_the_edge(
+    nursery: trio.Nursery, config: ClusterConfig, clock: FakeClock, client: HttpClient,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    origin = await _start_origin(nursery, config, tmp_path)
     clock.now = time.time()  # the origin's Date is the real clock
-    edge = await start_edge(
-        nursery, config, clock, origin=f"http://{addresses[0]}", prefetch_next=True
-    )
+    edge = await start_edge(nursery, config, clock, origin=f"http://{origin}", prefetch_next=True)
     segment = f"/sample/chunk-{SYNTHETIC_VERSION}-0-00001.m4s"
     first = await client.request("GET", edge.url + segment)
     assert first.status == 200
@@ -67,20 +71,11 @@ async def test_origin_and_edge_answer_ranges_alike(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     """Huge numbers, HEAD with Range, conditionals: the same status and Content-Range."""
-    data = tmp_path / "library"
-    write_synthetic_video(Library.for_data_dir(data), "sample")
-    origin_config = dataclasses.replace(
-        config, cluster=dataclasses.replace(config.cluster, data_dir=str(data))
-    )
-    addresses = await nursery.start(
-        lambda task_status: serve_origin(
-            origin_config, "origin", listen="127.0.0.1:0", task_status=task_status
-        )
-    )
+    origin = await _start_origin(nursery, config, tmp_path)
     clock.now = time.time()
-    edge = await start_edge(nursery, config, clock, origin=f"http://{addresses[0]}")
+    edge = await start_edge(nursery, config, clock, origin=f"http://{origin}")
     segment = f"/sample/chunk-{SYNTHETIC_VERSION}-0-00001.m4s"
-    origin_url = f"http://{addresses[0]}{segment}"
+    origin_url = f"http://{origin}{segment}"
     etag = (await client.request("GET", origin_url)).headers["etag"]
     huge = "9" * 40
     cases: list[tuple[str, list[tuple[str, str]]]] = [

@@ -19,6 +19,7 @@ from seedcast.edge.router import (
     Revalidate,
     Stale,
     plain_hit_age,
+    refusal,
     route,
 )
 from seedcast.http11.semantics import http_date
@@ -119,10 +120,17 @@ def test_cache_decisions(
 )
 def test_refusals(request_facts: RequestFacts, status: int) -> None:
     answer = decide(request_facts, FRESH)
+    assert refusal(request_facts, rules=RULES, via_token=VIA) == answer  # asked before lookup
     assert isinstance(answer, Refuse)
     assert answer.status == status
     assert answer.refused
     assert (answer.allow == "GET, HEAD") == (status == 405)
+
+
+def test_servable_requests_are_not_refused() -> None:
+    assert refusal(facts(), rules=RULES, via_token=VIA) is None
+    assert refusal(facts(via="1.1 parent"), rules=RULES, via_token=VIA) is None
+    assert refusal(facts(("Cache-Control", "only-if-cached")), rules=RULES, via_token=VIA) is None
 
 
 def test_accepted_hosts_skip_the_guard_but_not_the_loop_check() -> None:
