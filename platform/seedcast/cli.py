@@ -176,7 +176,15 @@ def resolve_config(args: argparse.Namespace) -> ClusterConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, runners = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        # argparse would report them as the top-level command's; they belong to the subcommand.
+        prog = f"seedcast {args.command}" if args.command else "seedcast"
+        print(
+            f"{prog}: error: unrecognized arguments: {' '.join(extras)} (see {prog} --help)",
+            file=sys.stderr,
+        )
+        return 2
     if args.command is None:
         parser.print_help()
         return 2

@@ -13,6 +13,13 @@ TTL; NXDOMAIN and NODATA live for the SOA's negative TTL (RFC 2308:
 lookup of ``video.netcinema.test`` needs no packet at all until the
 shortest TTL in its chain runs out. Memory is bounded (oldest entries go).
 
+:meth:`StubResolver.resolve_endpoint` is what players and agents use for a
+URL: an explicit port is kept; without one, the name's HTTPS record (RFC 9460)
+supplies the port (``port=``) and, via ``ipv4hint``, the address, as browsers
+use HTTPS records for alternative endpoints. A name without HTTPS records is
+port 80 at its A record. (RFC 9460 section 9.5 would also upgrade ``http`` to
+``https``; the cluster serves plain HTTP/1.1, so only the endpoint is taken.)
+
 Errors: :class:`NameNotFound` (NXDOMAIN), :class:`NoAnswer` (NODATA),
 :class:`ServerFailure` (SERVFAIL, REFUSED, ... or an unusable answer), all
 :class:`ResolveError`; no reply in time is :class:`seedcast.errors.ReadTimeout`;
@@ -33,8 +40,10 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.svcbbase
 import dns.rrset
 import trio
 from seedcast.errors import ConnectError, ReadTimeout, SeedcastError
@@ -309,6 +318,26 @@ class StubResolver:
         answer = await self.resolve(host, "A")
         return answer.records[0]
 
+    async def resolve_endpoint(self, host: str, port: int | None) -> tuple[str, int]:
+        """(address, port) to connect to for ``http://host[:port]``; see the module docstring."""
+        if port is not None:
+            return await self.resolve_address(host), port
+        try:
+            return str(ipaddress.ip_address(host.strip("[]"))), 80
+        except ValueError:
+            pass
+        try:
+            answer = await self.resolve(host, "HTTPS")
+        except (NameNotFound, NoAnswer):
+            return await self.resolve_address(host), 80
+        endpoint = service_endpoint(answer.records)
+        if endpoint is None:
+            return await self.resolve_address(host), 80
+        target, hint, service_port = endpoint
+        if hint is None:
+            hint = await self.resolve_address(host if target == "." else target)
+        return hint, service_port
+
     async def query(self, name: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
         """One exchange, no cache: UDP, then TCP if the answer is truncated."""
         if self.payload is None:
@@ -343,6 +372,7 @@ class StubResolver:
                             return response
         raise ReadTimeout(
             f"no DNS answer from {host}:{port} within {self.timeout:g}s x {self.attempts}"
+            " (is the cluster up? seedcast status)"
         )
 
     async def _tcp(self, query: dns.message.Message) -> dns.message.Message:
@@ -381,6 +411,30 @@ class StubResolver:
                 except (trio.BrokenResourceError, OSError) as error:
                     raise ConnectError(f"DNS over TCP to {host}:{port}: {error}") from None
         raise ReadTimeout(f"no DNS-over-TCP answer from {host}:{port} within {self.timeout:g}s")
+
+
+def service_endpoint(records: Sequence[str]) -> tuple[str, str | None, int] | None:
+    """(target, first IPv4 hint or None, port) of the best ServiceMode HTTPS record.
+
+    ``records`` are HTTPS rdata in text form; AliasMode (priority 0) and records
+    that don't parse are skipped; the port defaults to 80. None: no usable record.
+    """
+    best: tuple[int, str, str | None, int] | None = None
+    for text in records:
+        try:
+            rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.HTTPS, text)
+        except (dns.exception.DNSException, ValueError):
+            continue
+        priority: int = rdata.priority  # type: ignore[attr-defined]
+        if priority == 0 or (best is not None and best[0] <= priority):
+            continue
+        params = rdata.params  # type: ignore[attr-defined]
+        port_param = params.get(dns.rdtypes.svcbbase.ParamKey.PORT)
+        hints = params.get(dns.rdtypes.svcbbase.ParamKey.IPV4HINT)
+        target: str = rdata.target.to_text()  # type: ignore[attr-defined]
+        port = port_param.port if port_param is not None else 80
+        best = (priority, target, hints.addresses[0] if hints else None, port)
+    return None if best is None else best[1:]
 
 
 def _parse_reply(query: dns.message.Message, data: bytes) -> dns.message.Message | None:

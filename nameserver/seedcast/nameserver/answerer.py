@@ -12,7 +12,12 @@ opcode (NOTIMP), question count (FORMERR), EDNS version (BADVERS), class and
 meta types (REFUSED / FORMERR / NOTIMP), then resolve the name through our
 zones: REFUSED outside them, CNAME chains followed across our zones, steered
 names answered by :class:`~seedcast.nameserver.policies.Steering`,
-NXDOMAIN / NODATA with the zone's SOA for negative caching. It sets AA
+NXDOMAIN / NODATA with the zone's SOA for negative caching. A steered name
+also answers HTTPS queries (RFC 9460): one ServiceMode record per port among
+the selected servers, ``port=`` and ``ipv4hint``/``ipv6hint`` naming them, so a
+client given ``http://video.netcinema.test/...`` learns the edge's port the way
+browsers learn alternative endpoints (see :meth:`StubResolver.resolve_endpoint`).
+It sets AA
 (never RA), echoes OPT (our payload size, the DO bit) and EDNS Client Subnet
 with the SCOPE the decision needs, and renders at most what the query
 allows on UDP (512 bytes without EDNS), else an empty answer with TC.
@@ -36,6 +41,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dns.edns
 import dns.exception
@@ -249,6 +255,7 @@ class Answerer:
                 raise ConfigError(
                     f"dns.names[{index}].name: {steered.name!r} is in none of our zones"
                 )
+        self._ports = _service_ports(config)
         self._cache_limit = max(0, settings.answer_cache)
         self._plans: dict[bytes, _Plan] = {}
         self._rendered: dict[tuple[Any, ...], _Entry] = {}
@@ -518,11 +525,7 @@ class Answerer:
         seen: set[dns.name.Name] = set()
         for _ in range(MAX_CHAIN):
             steered = self.steered_name(current)
-            if steered is not None and qtype in (
-                dns.rdatatype.A,
-                dns.rdatatype.AAAA,
-                dns.rdatatype.ANY,
-            ):
+            if steered is not None and qtype in _STEERED_TYPES:
                 version = 6 if qtype == dns.rdatatype.AAAA else 4
                 plan = _Plan(steered, current.to_text(omit_final_dot=True).lower(), version)
                 if plan_hint == plan and selection_hint is not None:
@@ -535,6 +538,8 @@ class Answerer:
                     result.rcode = dns.rcode.SERVFAIL
                     result.answer = []
                     result.authority = []
+                elif selection.addresses and qtype == dns.rdatatype.HTTPS:
+                    result.answer.append(self._service_rrset(current, steered.ttl, selection))
                 elif selection.addresses:
                     rdtype = dns.rdatatype.AAAA if version == 6 else dns.rdatatype.A
                     result.answer.append(
@@ -583,6 +588,23 @@ class Answerer:
             zone, current = next_zone, target
         return result
 
+    def _service_rrset(
+        self, owner: dns.name.Name, ttl: int, selection: Selection
+    ) -> dns.rrset.RRset:
+        """HTTPS records for the selected servers: one per port, in answer order."""
+        by_port: dict[int, list[str]] = {}
+        for name, address in zip(selection.edges, selection.addresses, strict=False):
+            by_port.setdefault(self._ports.get(name, 80), []).append(address)
+        texts = []
+        for priority, (port, addresses) in enumerate(by_port.items(), start=1):
+            v4 = [a for a in addresses if ":" not in a]
+            v6 = [a for a in addresses if ":" in a]
+            hints = (f" ipv4hint={','.join(v4)}" if v4 else "") + (
+                f" ipv6hint={','.join(v6)}" if v6 else ""
+            )
+            texts.append(f"{priority} . alpn=http/1.1 port={port}{hints}")
+        return dns.rrset.from_text_list(owner, ttl, dns.rdataclass.IN, dns.rdatatype.HTTPS, texts)
+
     def _add_glue(self, rrset: dns.rrset.RRset, result: _Resolution) -> None:
         """Addresses of in-zone NS / MX / SRV targets, in the additional section."""
         if rrset.rdtype not in (dns.rdatatype.NS, dns.rdatatype.MX, dns.rdatatype.SRV):
@@ -599,6 +621,17 @@ class Answerer:
                 glue = zone.rrset(target, rdtype)
                 if glue is not None and glue not in result.additional:
                     result.additional.append(glue)
+
+
+_STEERED_TYPES = frozenset(
+    {dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.ANY, dns.rdatatype.HTTPS}
+)
+
+
+def _service_ports(config: ClusterConfig) -> dict[str, int]:
+    """Edge name (and ``origin``) -> the TCP port of its advertised URL (80 when it has none)."""
+    urls = {"origin": config.origin.url, **{edge.name: edge.url for edge in config.edges}}
+    return {name: urlsplit(url).port or 80 for name, url in urls.items()}
 
 
 def _rrset(owner: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rrset.RRset:

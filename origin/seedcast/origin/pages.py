@@ -69,8 +69,8 @@ def home(name: str, videos: Iterable[Mapping[str, Any]]) -> Response:
         or "<li>no videos yet: <code>seedcast publish FILE --id ID</code></li>"
     )
     page = (
-        "<!doctype html><meta charset=utf-8><title>Seedcast origin</title>"
-        f"<h1>Seedcast origin {html.escape(name)}</h1><ul>{items}</ul>"
+        "<!doctype html><meta charset=utf-8><title>Seedcast videos</title>"
+        f"<h1>Seedcast videos</h1><p>served by {html.escape(name)}</p><ul>{items}</ul>"
         '<p><a href="/catalog">catalog (JSON)</a> · <a href="/metrics">metrics</a></p>'
     )
     return Response.text(200, page, [("Cache-Control", "no-cache")], content_type=HTML)
@@ -86,7 +86,8 @@ def watch(
     manifest = json.dumps(f"/{video_id}/{entry.manifest}").replace("</", "<\\/")
     page = (
         template.replace("{{TITLE}}", html.escape(entry.title))
-        .replace("{{VIDEO_ID}}", html.escape(video_id))
+        # The id under the title only when it says something the title doesn't.
+        .replace("{{VIDEO_ID}}", "" if entry.title == video_id else html.escape(video_id))
         .replace("{{MANIFEST_JSON}}", manifest)
     )
     return Response.text(200, page, headers, content_type=HTML)

@@ -184,6 +184,9 @@ def run_agent(args: argparse.Namespace, config: ClusterConfig) -> int:
     registry = new_registry("agent", name)
     holder: dict[str, Agent] = {}
     player: dict[str, Any] = {}
+    from seedcast.agent.metrics import register_player_metrics
+
+    register_player_metrics(registry, lambda: player)
 
     async def serve(task_status: Any) -> None:
         from seedcast.http11 import HttpClient

@@ -7,13 +7,15 @@ exported alongside, one ``torrent`` label per video.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
     SummaryMetricFamily,
 )
@@ -23,7 +25,14 @@ from seedcast.peer.metrics import register_swarm_metrics
 if TYPE_CHECKING:
     from seedcast.agent.server import Agent, AgentStatistics
 
-__all__ = ["agent_metric_families", "register_agent_metrics"]
+__all__ = [
+    "agent_metric_families",
+    "player_metric_families",
+    "register_agent_metrics",
+    "register_player_metrics",
+]
+
+STARTUP_BUCKETS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def register_agent_metrics(registry: CollectorRegistry, agent: Agent) -> None:
@@ -101,3 +110,40 @@ def agent_metric_families(snapshot: AgentStatistics) -> Iterable[Metric]:
     )
     yield from (served, fetched, requests, waits, edge, hash_failures, share, waiting)
     yield from (wasted, downloaded, played)
+
+
+def register_player_metrics(
+    registry: CollectorRegistry, figures: Callable[[], Mapping[str, Any]]
+) -> None:
+    """Export the watching viewer's player (``player_*`` status figures) into ``registry``."""
+    StatisticsCollector(registry, lambda: player_metric_families(figures()))
+
+
+def player_metric_families(figures: Mapping[str, Any]) -> Iterable[Metric]:
+    """``seedcast_player_*`` from one viewer's figures (all zero until it plays)."""
+    played = CounterMetricFamily(
+        "seedcast_player_played_seconds", "Media seconds the viewer's player has played"
+    )
+    played.add_metric([], float(figures.get("player_played_s") or 0.0))
+    stall_seconds = CounterMetricFamily(
+        "seedcast_player_stall_seconds", "Seconds the viewer's player spent stalled"
+    )
+    stall_seconds.add_metric([], float(figures.get("player_stall_s") or 0.0))
+    stalls = CounterMetricFamily("seedcast_player_stalls", "Stalls of the viewer's player")
+    stalls.add_metric([], float(figures.get("player_stalls") or 0))
+    bitrate = GaugeMetricFamily(
+        "seedcast_player_bitrate_bits_per_second", "Average bitrate the viewer's player chose"
+    )
+    bitrate.add_metric([], float(figures.get("player_bitrate_kbps") or 0.0) * 1000)
+    startup = HistogramMetricFamily(
+        "seedcast_player_startup_delay_seconds", "Startup delay of the viewer's player"
+    )
+    delay = figures.get("player_startup_s")
+    observed = [] if delay is None else [float(delay)]
+    buckets = [
+        (str(bound), float(sum(1 for value in observed if value <= bound)))
+        for bound in (*STARTUP_BUCKETS, math.inf)
+    ]
+    buckets[-1] = ("+Inf", float(len(observed)))
+    startup.add_metric([], buckets, sum_value=sum(observed))
+    yield from (played, stall_seconds, stalls, bitrate, startup)

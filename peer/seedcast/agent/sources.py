@@ -151,6 +151,8 @@ class AddressResolver(Protocol):
 
     async def resolve_address(self, host: str) -> str: ...
 
+    async def resolve_endpoint(self, host: str, port: int | None) -> tuple[str, int]: ...
+
 
 class CdnClient:
     """Requests to the CDN base URL; see the module docstring.
@@ -175,6 +177,7 @@ class CdnClient:
         self.base_url = base_url.rstrip("/")
         self.host = parts.hostname
         self.port = parts.port or 80
+        self._port_given = parts.port is not None
         self.netloc = parts.netloc
         self.prefix = parts.path.rstrip("/")
         self.http = http
@@ -188,20 +191,22 @@ class CdnClient:
         self.last_served_by = ""
 
     async def _url(self, path: str) -> str:
-        address = self.host
+        address, port = self.host, self.port
         if not self._literal:
             if self.resolver is None:
                 raise CdnUnavailable(f"no resolver for {self.host}", reason="dns")
             self.resolutions += 1
             try:
-                address = await self.resolver.resolve_address(self.host)
+                # Without a port in the URL, the name's HTTPS record says where the edge is.
+                given = self.port if self._port_given else None
+                address, port = await self.resolver.resolve_endpoint(self.host, given)
             except SeedcastError as error:
                 raise CdnUnavailable(f"DNS: {error}", reason="dns") from None
             except OSError as error:
                 raise CdnUnavailable(f"DNS: {error}", reason="dns") from None
             self.last_address = address
         host = f"[{address}]" if ":" in address else address
-        return f"http://{host}:{self.port}{self.prefix}{path}"
+        return f"http://{host}:{port}{self.prefix}{path}"
 
     def forget(self) -> None:
         """Forget resolved addresses: the next request asks the DNS again."""

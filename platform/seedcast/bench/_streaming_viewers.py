@@ -166,7 +166,7 @@ class _Viewers:
                 make_abr(self.job["abr"]),
                 client,
                 options=self._options(state, source),
-                resolve=resolver.resolve_address,
+                resolve=resolver.resolve_endpoint,
                 on_segment=self._on_segment(state),
             )
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json as _json
 import logging
+import os
 import select
 import socket
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
@@ -560,7 +561,8 @@ class HttpClient:
                 self._opened += 1
                 return _Connection(stream, key, self.max_head_size)
             via = f" from {bind[0]}" if bind else ""
-            raise ConnectError(f"cannot connect to {where}{via}: {last_error}")
+            reason = _reason(last_error)
+            raise ConnectError(f"cannot connect to {where}{via}: {reason}")
         assert scope.cancelled_caught
         raise ConnectError(f"connecting to {where} timed out after {self.connect_timeout:g} s")
 
@@ -688,3 +690,10 @@ async def _resolve(host: str, port: int) -> list[tuple[int, Any]]:
         return [(info[0], info[4]) for info in infos]
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
     return [(family, (host, port))]
+
+
+def _reason(error: OSError | None) -> str:
+    """``connection refused`` rather than trio's ``Error connecting to (...): ...``."""
+    if error is None:
+        return "no address to connect to"
+    return os.strerror(error.errno).lower() if error.errno else str(error)

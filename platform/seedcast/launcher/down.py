@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from seedcast.config import ClusterConfig
-from seedcast.launcher.cluster import SHUTDOWN_SECONDS, absolute_dirs, remove_network, stop_cluster
+from seedcast.launcher.cluster import (
+    SHUTDOWN_SECONDS,
+    ClusterNotRunning,
+    absolute_dirs,
+    remove_network,
+    stop_cluster,
+)
 from seedcast.launcher.state import read_state
 
 
@@ -24,8 +30,10 @@ def run_down(args: argparse.Namespace, config: ClusterConfig) -> int:
     state = read_state(run_dir)
     if state is None:
         network = remove_network(run_dir)
-        print(f"no cluster is running in {run_dir}" + (f" ({network})" if network else ""))
-        return 0
+        if network:
+            print(f"no cluster is running in {run_dir} ({network})")
+            return 0
+        raise ClusterNotRunning(f"no cluster is running in {run_dir}: nothing to stop")
     how = stop_cluster(state, args.timeout)
     print(f"cluster {state.cluster!r} stopped ({len(state.processes)} processes; {how})")
     return 0

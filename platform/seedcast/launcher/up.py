@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import signal
@@ -36,6 +37,7 @@ from seedcast.launcher.state import CLUSTER_ID_ENV, is_launcher, read_state, sec
 from seedcast.launcher.supervisor import Supervisor
 from seedcast.logs import setup_logging
 from seedcast.origin.library import Library
+from seedcast.units import parse_host_port
 
 
 def configure_up(parser: argparse.ArgumentParser) -> None:
@@ -149,9 +151,44 @@ def run_up(args: argparse.Namespace, config: ClusterConfig) -> int:
             if state is None or not is_launcher(state.launcher_pid, state):
                 netns.teardown_recorded(run_dir)  # else a detached launcher owns it
             raise
+    check_addresses_free(plan)
     if args.detach:
         return _up_detached(args, config, config_file, plan)
     return _up_foreground(args, config, config_file, plan)
+
+
+def check_addresses_free(plan: ClusterPlan) -> None:
+    """Fail before starting anything when another program holds a planned address.
+
+    Otherwise the cluster would come up without that process and say why only
+    in its log. TCP everywhere, UDP too for the DNS.
+    """
+    import socket
+
+    for spec in plan.processes:
+        for address in (spec.address, spec.metrics):
+            if not address:
+                continue
+            try:
+                host, port = parse_host_port(address)
+            except ValueError:
+                continue
+            if port == 0:
+                continue
+            kinds = [socket.SOCK_STREAM] + ([socket.SOCK_DGRAM] if spec.role == "dns" else [])
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            for kind in kinds:
+                with socket.socket(family, kind) as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        probe.bind((host.strip("[]"), port))
+                    except OSError as error:
+                        if error.errno != errno.EADDRINUSE:
+                            continue  # e.g. an address this host lacks: the role says so
+                        raise SeedcastError(
+                            f"{address} ({spec.name}) is already in use by another program: "
+                            "stop it, or give the cluster other addresses (--config FILE)"
+                        ) from None
 
 
 def publish_sample_if_empty(config: ClusterConfig, config_file: Path) -> None:

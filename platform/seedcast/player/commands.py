@@ -13,10 +13,11 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 from seedcast.config import ClusterConfig
-from seedcast.errors import UsageError
+from seedcast.errors import SeedcastError, UsageError
 from seedcast.player.abr import ABR_RULES, make_abr
 from seedcast.player.session import PlayerOptions, PlayerReport, play
 from seedcast.units import parse_host_port
@@ -61,10 +62,24 @@ def run_play(args: argparse.Namespace, config: ClusterConfig, *, via: Via | None
         raise UsageError(f"--dns: {error}") from None
     if args.seconds is not None and args.seconds <= 0:
         raise UsageError("--seconds must be positive")
+    parts = urlsplit(args.url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise UsageError(
+            f"expected a manifest URL such as http://HOST[:PORT]/<id>/manifest.mpd,"
+            f" got {args.url!r}"
+        )
     options = PlayerOptions(
         seconds=args.seconds, max_buffer_seconds=args.max_buffer, local_address=args.local_address
     )
-    report = trio.run(_play, args, config, options, dns_server, via)
+    try:
+        report = trio.run(_play, args, config, options, dns_server, via)
+    except Exception as error:
+        if args.json:  # scripts get the object with its error too; the CLI prints the line
+            failed = PlayerReport(url=args.url, abr=args.abr, error=_message(error))
+            json.dump(failed.as_json(), sys.stdout)
+            sys.stdout.write("\n")
+        raise
+    report.url = args.url
     if args.json:
         json.dump(report.as_json(), sys.stdout)
         sys.stdout.write("\n")
@@ -91,10 +106,19 @@ async def _play(
             async with via(url, config, resolver, args.local_address) as via_url:
                 return await play(via_url, make_abr(args.abr), client, options=options)
         return await play(
-            url, make_abr(args.abr), client, options=options, resolve=resolver.resolve_address
+            url, make_abr(args.abr), client, options=options, resolve=resolver.resolve_endpoint
         )
     finally:
         await client.aclose()
+
+
+def _message(error: BaseException) -> str:
+    """The text of the first of our errors inside (nested) exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        leaves: list[BaseException] = list(error.exceptions)
+        ours = [leaf for leaf in leaves if isinstance(leaf, SeedcastError | OSError)]
+        error = (ours or leaves)[0]
+    return str(error)
 
 
 def _print_summary(report: PlayerReport) -> None:

@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import trio
 from seedcast.dash import Manifest, Representation, parse_manifest
-from seedcast.errors import RemoteProtocolError, SeedcastError, TransportError
+from seedcast.errors import ConnectError, RemoteProtocolError, SeedcastError, TransportError
 from seedcast.http11 import Headers, HttpClient
 from seedcast.player.abr import Abr, AbrObservation
 from seedcast.player.playback import Playback
@@ -36,7 +36,8 @@ from seedcast.provenance import PEER, SERVED_BY, Source, agent_split, cdn_source
 
 log = logging.getLogger("seedcast.player")
 
-Resolve = Callable[[str], Awaitable[str]]
+Resolve = Callable[[str, int | None], Awaitable[tuple[str, int]]]
+"""(host, port from the URL or None) -> (address, port): StubResolver.resolve_endpoint."""
 
 
 @dataclass(slots=True)
@@ -202,8 +203,8 @@ class _Fetcher:
         host = parts.hostname or ""
         if self.resolve is None or _is_address(host):
             return url, Headers([])
-        address = await self.resolve(host)
-        netloc = f"{address}:{parts.port}" if parts.port else address
+        address, port = await self.resolve(host, parts.port)
+        netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         return urlunsplit(parts._replace(netloc=netloc)), Headers([("Host", parts.netloc)])
 
     async def get(
@@ -225,7 +226,9 @@ class _Fetcher:
                 await trio.sleep(min(0.25 * 2**attempt, 2.0))
                 continue
             if response.status != 200:
-                last_error = PlaybackFailed(f"GET {url}: HTTP {response.status}")
+                last_error = PlaybackFailed(
+                    f"GET {url}: HTTP {response.status}{_hint(response.status)}"
+                )
                 if response.status < 500:
                     break
                 await trio.sleep(min(0.25 * 2**attempt, 2.0))
@@ -233,7 +236,18 @@ class _Fetcher:
             if count_bytes:
                 _account(report, response.headers, len(response.content))
             return response.content, response.headers
-        raise PlaybackFailed(f"GET {url}: {last_error}")
+        if isinstance(last_error, PlaybackFailed):
+            raise last_error  # already names the URL
+        hint = " (nothing listens there: is the cluster up? seedcast status)"
+        if not isinstance(last_error, ConnectError):
+            hint = ""
+        raise PlaybackFailed(f"GET {url}: {last_error}{hint}")
+
+
+def _hint(status: int) -> str:
+    if status == 404:
+        return " Not Found (is the video published? seedcast library list)"
+    return ""
 
 
 def _account(report: PlayerReport, headers: Headers, size: int) -> None:

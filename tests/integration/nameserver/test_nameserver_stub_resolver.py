@@ -85,3 +85,14 @@ async def test_silent_server_times_out() -> None:
         with pytest.raises(ReadTimeout):
             await resolver.resolve("video.netcinema.test")
         assert resolver.udp_queries == 2
+
+
+async def test_endpoint_without_a_port_comes_from_the_https_record(running: Running) -> None:
+    resolver = stub(running, local_address="127.0.42.5")
+    assert await resolver.resolve_endpoint("video.netcinema.test", None) == ("127.0.20.2", 8080)
+    # an explicit port wins; a name without HTTPS records is port 80 at its A record
+    assert await resolver.resolve_endpoint("video.netcinema.test", 81) == ("127.0.20.2", 81)
+    assert await resolver.resolve_endpoint("www.netcinema.test", None) == ("127.0.10.1", 80)
+    assert await resolver.resolve_endpoint("127.0.0.9", None) == ("127.0.0.9", 80)
+    with pytest.raises(NameNotFound):
+        await resolver.resolve_endpoint("nope.kingcdn.test", None)

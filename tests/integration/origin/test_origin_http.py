@@ -557,3 +557,14 @@ async def test_large_segment_is_streamed_intact(tmp_path: Path, nursery: trio.Nu
     assert tail.body == expected[-1000:]
     text = await origin.metrics()
     assert _metric(text, "seedcast_origin_file_bytes_total", kind="segment") == size + 1000
+
+
+async def test_page_titles_say_each_thing_once(origin: Origin) -> None:
+    home = (await origin.get("/")).body.decode()
+    assert "<h1>Seedcast videos</h1>" in home
+    assert "origin origin" not in home
+    page = (await origin.get("/watch/movie")).body.decode()
+    header = page.split("<header>", 1)[1].split("</header>", 1)[0]
+    # the id under the title only where they differ ("sample sample" was the demo's header)
+    assert "<h1>Synthetic movie</h1><small>movie</small>" in header
+    assert 'href="/"' in header  # the list of videos is a page, not the JSON catalog
