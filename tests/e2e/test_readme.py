@@ -65,6 +65,11 @@ def _help(line: str) -> str:
     return f"{line.split('#')[0].strip()} --help"
 
 
+def _script_help(line: str) -> str:
+    """``python SCRIPT --help``: the script's own options may pass the rest on (after --)."""
+    return " ".join([*line.split()[:2], "--help"])
+
+
 CLUSTER_NEEDED = "needs a Kubernetes cluster (the manifests are checked in tests/unit/deploy/)"
 DOCKER_NEEDED = (
     "needs a Docker daemon and the network to pull python:3.11-slim "
@@ -81,6 +86,15 @@ EXCEPTIONS: dict[str, Exception_] = {
     "mpv ": Exception_("opens a window and plays 30 s: run without output for 4 s", _headless_mpv),
     "seedcast bench ": Exception_(
         "minutes each, and benchmarks are not tests: the test checks the options with --help",
+        _help,
+    ),
+    "python benchmarks/": Exception_(
+        "a benchmark script (minutes: several bench runs): the test checks its options",
+        _script_help,
+    ),
+    "seedcast simulate calibrate": Exception_(
+        "simulates every calibration point at piece level and the 1..10^6 sweep (~3 min); "
+        "tests/integration/sim/test_calibration.py checks the calibration itself",
         _help,
     ),
     "docker ": Exception_(DOCKER_NEEDED),
@@ -265,6 +279,7 @@ def test_every_line_is_decided() -> None:
                 "docker",
                 "kubectl",
                 "cp",
+                "python",
             }, f"{name}: {line!r} needs a decision in this test"
 
 

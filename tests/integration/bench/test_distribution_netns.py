@@ -34,12 +34,14 @@ from seedcast.launcher.state import pid_alive
 from seedcast.testing.processes import interrupt_after, processes_mentioning
 from seedcast.units import MiB
 
-# Client-server times are set by one capped link and agree within 1% here, so
-# they carry the 10% check. A 4-client swarm's own run-to-run spread is
+# Client-server times are set by one capped link and agree within 1-4% on a quiet
+# machine; with the other core busy tc's run stretched to 1.11-1.12 (seven pairs
+# measured: 1.01, 1.01, 1.04, 1.04, 1.12, 1.11, 1.12), so 15%: shaping that is
+# off by a rate step (e.g. a missed cap: 2x) still fails. A 4-client swarm's own run-to-run spread is
 # about +-10% on either shaping (which peer gets which piece first varies), so
 # two single p2p runs are held to 25%: wide enough not to flake, narrow enough
 # to catch shaping that is off (measured tc/buckets 0.84-1.18 over four pairs).
-AGREEMENT = {"client-server": 0.10, "p2p": 0.25}
+AGREEMENT = {"client-server": 0.15, "p2p": 0.25}
 STRATEGIES = ("client-server", "p2p")
 OPTIONS = DistributionOptions(
     file_size=4 * MiB,
