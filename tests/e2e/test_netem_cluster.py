@@ -10,6 +10,7 @@ does too; the relay's metrics show the connections it carried.
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 
@@ -69,12 +70,32 @@ def play(config_file: Path, url: str, source: str) -> dict[str, object]:
     return result
 
 
+def wait_edges_healthy(config_file: Path, timeout: float = 20.0) -> None:
+    """Until the DNS's health checks have seen every edge up (``up`` is ready before that:
+    a play started at once may be sent to whichever edge was checked first)."""
+    from seedcast.config import load_config
+
+    config = load_config(config_file)
+    wanted = [f'seedcast_dns_edge_healthy{{edge="{edge.name}"}} 1.0' for edge in config.edges]
+    deadline = time.monotonic() + timeout
+    metrics = ""
+    while time.monotonic() < deadline:
+        url = f"http://{config.dns.metrics_listen}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            metrics = response.read().decode()
+        if all(line in metrics.splitlines() for line in wanted):
+            return
+        time.sleep(0.1)  # polling the DNS's own health state: no event to wait on from outside
+    raise AssertionError(f"the DNS did not see every edge up within {timeout} s: {wanted}")
+
+
 def test_cluster_under_latency_streams_without_stalls(tmp_path: Path, tiny_library: Path) -> None:
     config_file = netem_cluster_file(tmp_path, tiny_library)
     with cluster(config_file):
         seedcast("--config", str(config_file), "up", "--detach", timeout=90)
         names = {row["name"]: row for row in status_rows(config_file)}
         assert names["netem"]["state"] == "ready"
+        wait_edges_healthy(config_file)
 
         direct = play(
             config_file,
