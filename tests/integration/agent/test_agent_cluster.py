@@ -100,7 +100,8 @@ async def test_four_viewers_stream_with_later_ones_fed_by_peers(
         # No duplicate bytes: what the agents downloaded (peers' piece data and the
         # edge's bodies) is what their players played, within 2% (before the reads
         # below). One viewer may lose a piece the peers had half delivered when the
-        # edge takes it over at its handover: ~4% of this 12 s video, hence 1.05 each.
+        # edge takes it over at its handover: at most two 64 KiB pieces each (one is
+        # ~6% of this 12 s video, seen once in CI).
         totals = [0, 0]
         for viewer in viewers.values():
             figures = await health(viewer)
@@ -108,7 +109,7 @@ async def test_four_viewers_stream_with_later_ones_fed_by_peers(
             downloaded = int(str(figures["downloaded_bytes"]))
             assert played > 0
             detail = (viewer.name, downloaded, played, figures["wasted_by_reason"])
-            assert downloaded / played <= 1.05, detail
+            assert downloaded - played <= 2 * 64 * 1024, detail
             totals[0] += downloaded
             totals[1] += played
         assert totals[0] / totals[1] <= 1.02, totals
